@@ -1,0 +1,1 @@
+"""Volatility models (stateless: parameters are arrays passed in)."""

@@ -1,0 +1,10 @@
+"""Every component id of the app, in one place."""
+
+SNAPSHOT_SELECT = "snapshot-select"
+SNAPSHOT_KEY = "snapshot-key"
+SNAPSHOT_SUMMARY = "snapshot-summary"
+SNAPSHOT_ERROR = "snapshot-error"
+SYNTHETIC_BADGE = "synthetic-badge"
+DROP_TABLE = "drop-table"
+FORWARD_TABLE = "forward-table"
+QUOTES_GRID = "quotes-grid"

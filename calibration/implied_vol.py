@@ -15,10 +15,12 @@ independently for numpy arrays:
    branch, ``ln(b_max - b)`` in the upper one, ``b`` in between) bring ``s`` to full attainable precision.
    Elements whose last step is still large get a few more iterations; the rest are flagged.
 
-The normalised Black price is evaluated as ``exp(x/2) N(h + t) - exp(-x/2) N(h - t)`` (``h = x/s``,
-``t = s/2``, ``x <= 0``) with the lower-tail accurate normal distribution. Its absolute error is of the order
-of ``eps * b'(s)``, i.e. an error of order ``eps`` in ``s``, in the deep wings as well, which is all the
-precision the inverse problem can use.
+The normalised Black price comes from :func:`calibration.black.otm_call_kernel`: ``exp(x/2) N(h + t) -
+exp(-x/2) N(h - t)`` (``h = x/s``, ``t = s/2``) while iterating, and for the last iteration below the inflection
+point the scaled form ``exp(-(h^2 + t^2)/2) (erfcx(-(h+t)/sqrt 2) - erfcx(-(h-t)/sqrt 2)) / 2``, whose two
+terms share their Gaussian factor. Its absolute error is then of the order of ``eps * b'(s)``, i.e. of order
+``eps`` in ``s``, deep in the wings and at tiny ``s`` as well, which is all the precision the inverse problem
+can use. Near the upper bound the solver works on ``b_max - b`` computed without cancellation.
 
 Accuracy
 --------
@@ -65,8 +67,8 @@ IV_REASONS: dict[int, str] = {
 6 ``below_intrinsic``: premium below the discounted intrinsic value ``D max(theta (F - K), 0)``.
 7 ``no_time_value``: premium equal to the discounted intrinsic value (in float64), so no vol can be told.
 8 ``above_max_price``: premium at or above its upper bound (``D F`` for a call, ``D K`` for a put).
-9 ``no_convergence``: the solver did not reach full precision (not seen on finite float64 inputs in tests;
-  kept so that a failure is never silent).
+9 ``no_convergence``: the solver did not reach full precision. Seen only when the normalised price
+  ``V_otm / (D sqrt(F K))`` is subnormal (below 2.2e-308), where the premium no longer holds 16 digits.
 """
 
 _CODE = {name: code for code, name in IV_REASONS.items()}
@@ -267,11 +269,22 @@ def _guess_lower(beta, ax, s_l, b_l, v_l):
     z = ax / (_SQRT3 * s_l)
     zz = z * z
     phi_m = ndtr(-z)  # N(-z)
-    g = np.exp(0.5 * zz)
-    f_l = _LOWER_MAP_C * ax * phi_m**3
-    fp_l = _TWO_PI * zz * phi_m * phi_m * g * g * np.exp(0.125 * s_l * s_l)  # df/db at s_l
-    mills = _INV_SQRT_2PI / (g * phi_m)  # n(z) / N(-z)
-    fpp_l = fp_l * ((2.0 * z * mills - 2.0 - 2.0 * zz) / s_l + 0.25 * s_l) / v_l  # d2f/db2 at s_l
+    phi2 = phi_m * phi_m
+    f_l = phi2 * phi_m
+    f_l *= _LOWER_MAP_C * ax
+    fp_l = np.exp(zz + 0.125 * s_l * s_l)  # df/db at s_l: 2 pi z^2 N(-z)^2 exp(z^2 + s^2/8)
+    fp_l *= phi2
+    fp_l *= _TWO_PI * zz
+    mills = np.exp(-0.5 * zz)  # n(z) / N(-z)
+    mills *= _INV_SQRT_2PI
+    mills /= phi_m
+    # d2f/db2 at s_l: d(df/db)/ds / b'(s_l), with d ln(df/db)/ds = (2 z mills - 2 - 2 z^2) / s + s / 4
+    fpp_l = mills * z
+    fpp_l -= 1.0 + zz
+    fpp_l *= 2.0 / s_l
+    fpp_l += 0.25 * s_l
+    fpp_l *= fp_l
+    fpp_l /= v_l
     # interpolate f(beta) on [0, b_l] with f(0) = 0, f'(0) = 1, matching f'' at b_l
     delta = f_l / b_l
     r = (0.5 * b_l * fpp_l + (fp_l - 1.0)) / (fp_l - delta)

@@ -26,7 +26,7 @@ from calibration.black import black_greeks
 from calibration.cleaning import CleaningSettings, DropReport, clean
 from calibration.errors import SnapshotError
 from calibration.forwards import ForwardSettings, infer_forwards, to_quote_currency
-from calibration.implied_vol import IV_REASONS, implied_vol
+from calibration.implied_vol import implied_vol
 from calibration.quotes import DEFAULT_MAX_BYTES, read_snapshot
 
 SECONDS_PER_YEAR = 365.0 * 86400.0
@@ -199,11 +199,6 @@ def _add_implied_vols(quotes: pd.DataFrame) -> pd.DataFrame:
     vol_for_vega = np.where(np.isfinite(out["iv_mid"]), out["iv_mid"], np.nan)
     out["vega"] = black_greeks(F, K, np.maximum(t, 0.0), vol_for_vega, is_call=is_call, discount=D).vega
     return out
-
-
-def iv_reason_names(codes: np.ndarray) -> np.ndarray:
-    """Names of implied-vol reason codes."""
-    return np.array([IV_REASONS.get(int(c), "unknown") for c in codes], dtype=object)
 
 
 def max_snapshot_bytes() -> int:

@@ -1,10 +1,65 @@
-"""Every component id of the app, in one place."""
+"""Every component id of the app, in one place (callbacks and tests import them from here)."""
 
+# Shell
+THEME_STORE = "theme-store"  # "dark" | "light", persisted in the browser
+THEME_TOGGLE = "theme-toggle"
+URL = "url"
+NOTIFICATIONS = "notifications"
+SYNTHETIC_BADGE = "synthetic-badge"
+
+# Snapshot
 SNAPSHOT_SELECT = "snapshot-select"
-SNAPSHOT_KEY = "snapshot-key"
+SNAPSHOT_UPLOAD = "snapshot-upload"
+SNAPSHOT_KEY = "snapshot-key"  # {"source": "data"|"upload", "name": str, "hash": str}
 SNAPSHOT_SUMMARY = "snapshot-summary"
 SNAPSHOT_ERROR = "snapshot-error"
-SYNTHETIC_BADGE = "synthetic-badge"
+
+# Calibration controls
+MODEL_SELECT = "model-select"
+OPTIMIZER_SELECT = "optimizer-select"
+SPACE_SELECT = "space-select"
+WEIGHTS_SELECT = "weights-select"
+LOSS_SELECT = "loss-select"
+FIT_TO_SELECT = "fit-to-select"
+MAX_EVALS_INPUT = "max-evals-input"
+MULTISTART_INPUT = "multistart-input"
+SEED_INPUT = "seed-input"
+SABR_BETA_INPUT = "sabr-beta-input"
+FELLER_SWITCH = "feller-switch"
+CALIBRATE_BUTTON = "calibrate-button"
+CANCEL_BUTTON = "cancel-button"
+PROGRESS_BAR = "progress-bar"
+PROGRESS_TEXT = "progress-text"
+RESULT_STORE = "result-store"  # CalibrationResult.to_dict() of the current fit
+COMPARE_STORE = "compare-store"  # up to three pinned results of the same snapshot
+COMPARE_ADD = "compare-add"
+COMPARE_CLEAR = "compare-clear"
+
+# Views
+TABS = "view-tabs"
+SURFACE_GRAPH = "surface-graph"
+SURFACE_AXIS = "surface-axis"  # "k" | "strike" | "delta"
+SMILES_GRAPH = "smiles-graph"
+RESIDUALS_GRAPH = "residuals-graph"
+RESIDUALS_SPACE = "residuals-space"  # "vol" | "price"
+TERM_GRAPH = "term-graph"
+GREEKS_GRAPH = "greeks-graph"
+GREEKS_SELECT = "greeks-select"
+DENSITY_GRAPH = "density-graph"
+PARAMS_TABLE = "params-table"
+FIT_STATS = "fit-stats"
+CORRELATION_GRAPH = "correlation-graph"
+SENSITIVITY_GRAPH = "sensitivity-graph"
+FORWARDS_GRAPH = "forwards-graph"
 DROP_TABLE = "drop-table"
 FORWARD_TABLE = "forward-table"
 QUOTES_GRID = "quotes-grid"
+COMPARE_TABLE = "compare-table"
+COMPARE_SMILES_GRAPH = "compare-smiles-graph"
+COMPARE_RESIDUALS_GRAPH = "compare-residuals-graph"
+
+# Exports
+EXPORT_PARAMS = "export-params"
+EXPORT_GRID = "export-grid"
+EXPORT_QUOTES = "export-quotes"
+DOWNLOAD = "download"

@@ -6,6 +6,9 @@ THEME_TOGGLE = "theme-toggle"
 URL = "url"
 NOTIFICATIONS = "notifications"
 SYNTHETIC_BADGE = "synthetic-badge"
+THEME_PROVIDER = "theme-provider"  # the dmc.MantineProvider (its forceColorScheme follows THEME_STORE)
+RESULT_SUMMARY = "result-summary"  # header line describing the fit on screen
+URL_APPLIED = "url-applied"  # bumped when a link's query string has been applied to the controls
 
 # Snapshot
 SNAPSHOT_SELECT = "snapshot-select"
@@ -34,6 +37,7 @@ RESULT_STORE = "result-store"  # CalibrationResult.to_dict() of the current fit
 COMPARE_STORE = "compare-store"  # up to three pinned results of the same snapshot
 COMPARE_ADD = "compare-add"
 COMPARE_CLEAR = "compare-clear"
+FIT_REQUEST = "fit-request"  # {"snapshot": key, "settings": CalibrationSettings.to_dict()}: the job's only input
 
 # Views
 TABS = "view-tabs"
@@ -57,6 +61,7 @@ QUOTES_GRID = "quotes-grid"
 COMPARE_TABLE = "compare-table"
 COMPARE_SMILES_GRAPH = "compare-smiles-graph"
 COMPARE_RESIDUALS_GRAPH = "compare-residuals-graph"
+RENDERED = "rendered"  # pattern-matching type: {"type": RENDERED, "tab": tab}: stamp of what the tab draws
 
 # Exports
 EXPORT_PARAMS = "export-params"

@@ -7,6 +7,21 @@ import pandas as pd
 
 from calibration.cleaning import REASONS
 from calibration.snapshot import QuoteSnapshot
+from components.theme import PALETTE, Theme
+
+
+def grid_theme(theme: Theme = "dark") -> dict[str, str]:
+    """AG Grid Theming API theme of the app theme (``dashGridOptions={"theme": grid_theme(theme)}``)."""
+    c = PALETTE[theme]
+    header = "#1c2028" if theme == "dark" else "#f1f3f5"
+    odd = "#181b22" if theme == "dark" else "#f8f9fa"
+    return {
+        "function": (
+            f"themeQuartz.withParams({{backgroundColor: '{c['paper']}', foregroundColor: '{c['text']}', "
+            f"headerBackgroundColor: '{header}', oddRowBackgroundColor: '{odd}', borderColor: '{c['grid']}', "
+            f"fontSize: 12, spacing: 5, accentColor: '{c['model']}'}})"
+        )
+    }
 
 #: Quotes grid columns: (field, header, number format). Vols are shown in percent, premiums in quote currency.
 QUOTE_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
@@ -97,3 +112,15 @@ def forward_records(snapshot: QuoteSnapshot) -> list[dict]:
     f = f.replace([np.inf, -np.inf], np.nan)
     f = f.astype(object).where(f.notna(), None)
     return f.to_dict("records")
+
+
+def record_columns(records: list[dict]) -> list[dict]:
+    """Column definitions for rows whose keys are not known in advance (figure-module records): the keys as
+    headers, numbers right-aligned with 6 significant digits."""
+    if not records:
+        return []
+    columns = []
+    for key in records[0]:
+        numeric = any(isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool) for r in records)
+        columns.append((key, key.replace("_", " ").capitalize() if key.islower() else key, ",.6~g" if numeric else None))
+    return column_defs(tuple(columns))

@@ -1,4 +1,9 @@
-"""Browser-test fixtures: the app as a real process on a free port, and Debian's Chromium driven by Playwright."""
+"""Browser-test fixtures: the app as a real process on a free port, and Debian's Chromium driven by Playwright.
+
+The app runs with its own cache directory (``SMILESCOPE_CACHE_DIR`` in a tmp dir, so every run starts cold) and
+a 1 MB upload cap (``SMILESCOPE_MAX_SNAPSHOT_MB``), and is stopped by its PID at the end. ``ui`` bundles the few
+page helpers the tests share (pick an option, calibrate, read what a figure shows).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -28,6 +34,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
 ]
+#: A laptop screen: the smallest the layout is designed for.
+VIEWPORT = {"width": 1366, "height": 768}
+#: Upload cap of the app under test, MB.
+MAX_SNAPSHOT_MB = 1
 
 
 def free_port() -> int:
@@ -53,19 +63,27 @@ def wait_for_http(url: str, *, timeout: float, proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="session")
-def app_url(tmp_path_factory) -> Iterator[str]:
-    """Start ``python app.py`` as a real process on a free loopback port; stop it by PID at the end."""
+def app_log(tmp_path_factory) -> Path:
+    """The app's stdout/stderr."""
+    return tmp_path_factory.mktemp("app") / "app.log"
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory, app_log) -> Iterator[str]:
+    """Start ``python app.py`` as a real process on a free loopback port with a fresh cache directory; stop it
+    by PID at the end."""
     port = free_port()
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    env = dict(os.environ, HOST="127.0.0.1", PORT=str(port), PYTHONUNBUFFERED="1")
-    with log.open("w") as out:
+    cache = tmp_path_factory.mktemp("cache")
+    env = dict(os.environ, HOST="127.0.0.1", PORT=str(port), PYTHONUNBUFFERED="1", SMILESCOPE_CACHE_DIR=str(cache),
+               SMILESCOPE_MAX_SNAPSHOT_MB=str(MAX_SNAPSHOT_MB))
+    with app_log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_for_http(url, timeout=60, proc=proc)
         yield url
     except Exception:
-        print(log.read_text())
+        print(app_log.read_text())
         raise
     finally:
         proc.terminate()
@@ -75,36 +93,56 @@ def app_url(tmp_path_factory) -> Iterator[str]:
             proc.kill()
 
 
+def _launch(pw, profile: Path):
+    return pw.chromium.launch_persistent_context(
+        str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, viewport=VIEWPORT,
+        accept_downloads=True,
+    )
+
+
 @pytest.fixture(scope="session")
-def browser_context(tmp_path_factory):
-    """A headless Chromium context with a fresh profile (Debian's Chromium; never a downloaded browser)."""
+def playwright_instance():
+    """Playwright, with Debian's Chromium present (never a downloaded browser)."""
     if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
         pytest.skip("Debian's chromium is not installed (make test installs it)")
     from playwright.sync_api import sync_playwright
 
-    profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1440, "height": 900},
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+        yield pw
+
+
+@pytest.fixture(scope="session")
+def browser_context(playwright_instance, tmp_path_factory):
+    """A headless Chromium context with a fresh profile."""
+    context = _launch(playwright_instance, tmp_path_factory.mktemp("chromium-profile"))
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+@pytest.fixture()
+def second_context(playwright_instance, tmp_path_factory):
+    """Another user: a second Chromium with its own fresh profile (own storage, own session)."""
+    context = _launch(playwright_instance, tmp_path_factory.mktemp("chromium-profile-2"))
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+def _record_errors(page) -> list[str]:
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return errors
 
 
 @pytest.fixture()
 def page(browser_context):
     """A new page that records console errors in ``page.console_errors``."""
     page = browser_context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.console_errors = errors
+    page.console_errors = _record_errors(page)
     yield page
     page.close()
 
@@ -114,3 +152,66 @@ def artifacts() -> Path:
     """Folder for screenshots (git-ignored)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# page helpers
+# ---------------------------------------------------------------------------------------------------------------
+
+#: JS: what a figure shows, ``{result, traces, types, title}`` (null until it has traces).
+FIGURE_STATE = """(id) => {
+  const gd = document.querySelector('#' + id + ' .js-plotly-plot');
+  if (!gd || !gd.data || !gd.data.length || !gd._fullLayout) return null;
+  const meta = gd.layout.meta || {};
+  const title = gd.layout.title ? (gd.layout.title.text || gd.layout.title) : '';
+  return {result: meta.result || null, traces: gd.data.length, types: gd.data.map(t => t.type || 'scatter'),
+          title: String(title), paper: gd._fullLayout.paper_bgcolor};
+}"""
+
+
+def figure(page, graph_id: str):
+    """What the figure ``graph_id`` shows now, or None."""
+    return page.evaluate(FIGURE_STATE, graph_id)
+
+
+def wait_figure(page, graph_id: str, *, other_than: str | None = None, timeout: float = 30.0):
+    """Wait until ``graph_id`` shows a fit (its ``layout.meta.result``), different from ``other_than``."""
+    page.wait_for_function(
+        f"""(prev) => {{ const s = ({FIGURE_STATE})('{graph_id}'); return s && s.result && s.result !== prev; }}""",
+        arg=other_than, timeout=timeout * 1000,
+    )
+    return figure(page, graph_id)
+
+
+def pick(page, select_id: str, option: str) -> None:
+    """Choose ``option`` (its visible label) in the Mantine select ``select_id``."""
+    page.locator(f"#{select_id}").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def open_app(page, url: str):
+    """Open the app and wait for the first fitted surface; returns what it shows."""
+    page.goto(url)
+    return wait_figure(page, "surface-graph")
+
+
+def calibrate(page, *, timeout: float = 60.0):
+    """Click Calibrate and wait for the surface to show the new fit; returns what it shows."""
+    before = (figure(page, "surface-graph") or {}).get("result")
+    page.locator("#calibrate-button").click()
+    return wait_figure(page, "surface-graph", other_than=before, timeout=timeout)
+
+
+def notification(page, text: str, *, timeout: float = 15.0):
+    """The notification containing ``text`` (waits for it)."""
+    note = page.locator(".mantine-Notification-root", has_text=text).first
+    note.wait_for(timeout=timeout * 1000)
+    return note
+
+
+@pytest.fixture(scope="session")
+def ui():
+    """The page helpers above, the repository root and the upload cap of the app under test."""
+    return SimpleNamespace(figure=figure, wait_figure=wait_figure, pick=pick, open_app=open_app,
+                           calibrate=calibrate, notification=notification, root=ROOT,
+                           max_snapshot_mb=MAX_SNAPSHOT_MB)

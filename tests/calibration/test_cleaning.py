@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from test_forwards import _btc_frame
+from tests.calibration.test_forwards import _btc_frame
 
 from calibration.black import black_price
 from calibration.cleaning import (

@@ -1,0 +1,1 @@
+"""Characteristic-function pricing shared by the Heston, Merton and Bates models (:mod:`.fourier`)."""

@@ -173,6 +173,9 @@ def main() -> None:
                 pick(page, "model-select", "Heston · stochastic vol")
                 pick(page, "weights-select", "Vega")
                 cached, cached_plot, cached_id = click_to_surface(page)
+                if os.environ.get("BENCH_DEBUG"):
+                    for d in drawn(page, "surface-graph"):
+                        print("  drawn", round(d["at"]), d["result"])
                 for axis in ("Strike", "Delta"):
                     page.get_by_text(axis, exact=True).click()
                     page.wait_for_timeout(1500)

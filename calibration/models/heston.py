@@ -12,8 +12,10 @@ Schoutens and Tistaert (2007), which stays on the principal branch of the comple
     A = kappa theta / sigma^2 * [(xi - d) t - 2 ln((1 - g e^{-d t}) / (1 - g))],
     ln phi(z) = A + v0 B.
 
-It is evaluated without cancellation for small ``sigma``: ``(xi - d) / sigma^2 = -(z^2 + i z) / (xi + d)`` and the
-logarithm as ``log1p(g (1 - e^{-dt}) / (1 - g))`` with an accurate complex ``log1p`` and ``expm1``.
+It is evaluated without cancellation for small ``sigma``: ``n = xi - d = -sigma^2 (z^2 + i z) / (xi + d)``,
+``Y = (xi + d) - n e^{-dt} = 2d + n (1 - e^{-dt})``, ``B = -(z^2 + i z) (1 - e^{-dt}) / Y`` and the logarithm as
+``ln(Y / 2d) = log1p(n (1 - e^{-dt}) / 2d)`` with an accurate complex ``log1p``; ``e^{-dt}`` is flushed to 0
+where it would be subnormal (:func:`calibration.pricing.fourier.safe_exp`).
 
 The gradient (in the spirit of Cui, del Baño Rollin and Germano 2017, derived here for the little trap form) is
 closed form: every quantity depends on ``(kappa, sigma, rho)`` only through ``xi`` and ``sigma^2``, so two

@@ -87,7 +87,8 @@ class Merton(FourierModel):
         atm, _, _ = atm_smile(quotes)
         ok = np.isfinite(atm)
         total = float(atm[ok][-1] ** 2) if ok.any() else MERTON_PARAMS[0].default ** 2
-        guess = np.concatenate([[0.8 * np.sqrt(total)], jump_initial_guess(quotes, jump_variance=0.36 * total, lam=1.0)])
+        jumps = jump_initial_guess(quotes, jump_variance=0.36 * total, lam=1.0)
+        guess = np.concatenate([[0.8 * np.sqrt(total)], jumps])
         lower = np.array([s.lower for s in MERTON_PARAMS])
         upper = np.array([s.upper for s in MERTON_PARAMS])
         return np.clip(guess, lower, upper)

@@ -26,7 +26,8 @@ The difference integrand is smooth and, as a function of ``k``, the Fourier tran
 ``p+ - 1/2`` and ``|p-| + 1/2`` for critical moments ``p+ > 1``, ``p- < 0``: slow when the vol of vol is high).
 The trapezoidal rule with step ``du`` errs by ``sum_{n != 0} G(k + n P)``, ``P = 2 pi / du`` (aliasing), plus
 the truncation of the sum at ``u_max``. Per expiry, once per quote set, at reference parameters (the model's
-initial guess from the market, or its defaults when the quote set carries no market vols):
+initial guess from the market; for a quote set without market vols, such as an evaluation grid, the
+parameters of its first evaluation):
 
 * ``u_max``: where the truncation bound ``exp(k_hi+/2) / pi * int_u_max^inf (|phi| + |phi_BS|)(u - i/2) / u^2 du``
   reaches ``PRICE_TOL``, on a logarithmic trial grid scaled by the cumulant standard deviation
@@ -384,8 +385,11 @@ class Grid:
         Node offsets of the expiries, ``(n_expiries + 1,)``.
     weights
         Per expiry, ``(quotes of e + 1, 2 N_e)`` real: ``(Re W, -Im W)`` interleaved, so that
-        ``weights[e] @ view_as_real(phi[e's nodes])`` is ``Re sum_j W_j phi_j``; the last row is the aliasing
-        probe at ``k = upper``.
+        ``weights[e] @ view_as_real(c[e's nodes])`` is ``Re sum_j W_j c_j``; ``W_qj = -D F exp(k/2)
+        exp(-i u_j k)`` for a quote, ``exp(-i u_j upper)`` for the last row (the aliasing probe).
+    node_weight
+        Trapezoid weight over ``pi (u_j^2 + 1/4)`` of every node (half at ``u = 0``): the contraction is applied
+        to ``c = node_weight (phi - phi_bs)`` (and ``node_weight phi d ln phi`` for the Jacobian).
     row_bounds
         Offsets of the expiries' row blocks in the contraction output, ``(n_expiries + 1,)``.
     quote_row, probe_row
@@ -416,6 +420,7 @@ class Grid:
     row_bounds: NDArray[np.intp]
     quote_row: NDArray[np.intp]
     probe_row: NDArray[np.intp]
+    node_weight: FloatArray
     phi_bs: FloatArray
     constant: FloatArray
     probe_scale: FloatArray
@@ -454,7 +459,8 @@ def build_grid(quotes: QuoteArrays, window: Window) -> Grid:
     u = du[node_expiry] * (np.arange(bounds[-1]) - bounds[node_expiry])
     base = du[node_expiry] / (np.pi * (u * u + 0.25))
     base[bounds[:-1]] *= 0.5
-    phi_bs = np.exp(-0.5 * (window.cv_vol**2 * t)[node_expiry] * (u * u + 0.25))
+    exponent = -0.5 * (window.cv_vol**2 * t)[node_expiry] * (u * u + 0.25)
+    phi_bs = np.exp(np.where(exponent < UNDERFLOW, -1e4, exponent))  # no subnormals (see safe_exp)
 
     order = np.argsort(q.expiry_index, kind="stable")
     counts = np.bincount(q.expiry_index, minlength=n_exp)
@@ -470,11 +476,10 @@ def build_grid(quotes: QuoteArrays, window: Window) -> Grid:
     weights = []
     for e in range(n_exp):
         rows = order[row_bounds[e] - e : row_bounds[e + 1] - e - 1]
-        nodes = slice(bounds[e], bounds[e + 1])
-        # quote rows W_qj = -D F exp(k/2) base_j exp(-i u_j k); probe row base_j exp(-i u_j upper)
+        # quote rows W_qj = -D F exp(k/2) exp(-i u_j k); probe row exp(-i u_j upper); the node weights base_j
+        # multiply the characteristic function instead (M products per evaluation rather than n N here).
         # conj(W): the packed (Re W, -Im W) layout is the float view of the conjugate
         w_e = _phases(np.append(k_live[rows], window.upper[e]), -du[e], n_nodes[e], np.append(-amp[rows], 1.0))
-        w_e *= base[nodes]
         weights.append(w_e.view(np.float64))
     black_otm = black_price(
         q.forward, q.strike, t[q.expiry_index], window.cv_vol[q.expiry_index], is_call=otm_call, discount=q.discount
@@ -493,6 +498,7 @@ def build_grid(quotes: QuoteArrays, window: Window) -> Grid:
         row_bounds=row_bounds,
         quote_row=quote_row,
         probe_row=row_bounds[1:] - 1,
+        node_weight=base,
         phi_bs=phi_bs,
         constant=constant,
         probe_scale=amplitude,
@@ -534,7 +540,8 @@ class FourierPlan:
     quotes
         The quote set.
     grid
-        The current :class:`Grid`.
+        The current :class:`Grid` (``None`` until the first evaluation when the plan was prepared without market
+        vols).
     rebuilds
         How many times the grid was rebuilt because parameters outgrew it.
     check_tol
@@ -545,7 +552,7 @@ class FourierPlan:
 
     __slots__ = ("quotes", "grid", "rebuilds", "check_tol", "_key", "_phi", "_state", "_values", "_jac")
 
-    def __init__(self, quotes: QuoteArrays, grid: Grid) -> None:
+    def __init__(self, quotes: QuoteArrays, grid: Grid | None) -> None:
         self.quotes = quotes
         self.grid = grid
         self.rebuilds = 0
@@ -582,17 +589,17 @@ class FourierModel:
         """Starting parameters from the market."""
         raise NotImplementedError
 
-    def reference_params(self, quotes: QuoteArrays) -> FloatArray:
-        """Parameters the grid is first built for: the initial guess when ``quotes`` has market vols, else the
-        defaults."""
-        if np.isfinite(quotes.vol_mid).any():
-            return np.asarray(self.initial_guess(quotes), dtype=float)
-        return np.array([s.default for s in self.params], dtype=float)
-
     def prepare(self, quotes: QuoteArrays) -> FourierPlan:
-        """Build the frequency grid and the per-quote weights for ``quotes`` (see the module docstring)."""
-        window = measure_window(self, self.reference_params(quotes), quotes)
-        return FourierPlan(quotes, build_grid(quotes, window))
+        """Build the frequency grid and the per-quote weights for ``quotes`` (see the module docstring).
+
+        The reference parameters are the model's initial guess when ``quotes`` carries market vols (a
+        calibration: the guess is where the optimizer starts); otherwise (an evaluation grid) the grid is built
+        at the first evaluation, for the parameters it is given.
+        """
+        if not np.isfinite(quotes.vol_mid).any():
+            return FourierPlan(quotes, None)
+        guess = np.asarray(self.initial_guess(quotes), dtype=float)
+        return FourierPlan(quotes, build_grid(quotes, measure_window(self, guess, quotes)))
 
     def values(self, theta: FloatArray, plan: FourierPlan) -> FloatArray:
         """Discounted prices (quote currency) of every quote of the plan, shape ``(n,)``."""
@@ -623,6 +630,8 @@ class FourierModel:
             plan._key = key
             plan._values = np.full(plan.quotes.n, np.nan)
             plan._jac = np.full((plan.quotes.n, theta.size), np.nan)
+        if plan._key != key and plan.grid is None:
+            plan.grid = build_grid(plan.quotes, measure_window(self, theta, plan.quotes))
         if plan._key != key:
             for attempt in range(MAX_REBUILDS + 1):
                 plan._forget()
@@ -637,7 +646,9 @@ class FourierModel:
                     break
                 old = plan.grid.window
                 window = measure_window(self, theta, plan.quotes).union(old)
-                saturated = all(np.array_equal(getattr(old, a), getattr(window, a)) for a in ("lower", "upper", "u_max"))
+                saturated = all(
+                    np.array_equal(getattr(old, a), getattr(window, a)) for a in ("lower", "upper", "u_max")
+                )
                 if saturated or attempt == MAX_REBUILDS:
                     plan.check_tol = max(plan.check_tol, 10.0 * error)
                     break
@@ -652,8 +663,10 @@ class FourierModel:
         unit forward (largest aliasing probe or last-node tail)."""
         grid = plan.grid
         phi = plan._phi
-        assert phi is not None
-        real = np.subtract(phi, grid.phi_bs).view(np.float64)  # re, im interleaved
+        assert phi is not None and grid is not None
+        diff = np.subtract(phi, grid.phi_bs)
+        diff *= grid.node_weight
+        real = diff.view(np.float64)  # re, im interleaved
         out = np.empty(grid.row_bounds[-1])
         b, rb = grid.bounds, grid.row_bounds
         for e, w_e in enumerate(grid.weights):
@@ -671,10 +684,10 @@ class FourierModel:
         """``d price / d theta`` from the cached characteristic function and state, shape ``(n, p)``."""
         grid = plan.grid
         phi = plan._phi
-        assert phi is not None
+        assert phi is not None and grid is not None
         grads = np.empty((len(self.params), phi.size), dtype=complex)
         self.log_cf_grad(theta, grid.freq, plan._state, grads)
-        grads *= phi
+        grads *= phi * grid.node_weight
         real = grads.view(np.float64)  # (p, 2 M): re, im interleaved
         out = np.empty((grid.row_bounds[-1], grads.shape[0]))
         b, rb = grid.bounds, grid.row_bounds

@@ -208,7 +208,8 @@ def test_alan_lewis_reference_prices(ttm, v0, strikes, calls, puts):
     # kappa 4, theta 0.25, sigma 1, rho -0.5; the second set is his short-expiry (t = 0.01) set
     forward = 100.0 * math.exp((0.01 - 0.02) * ttm)
     strike = np.concatenate([strikes, strikes])
-    q = _quotes(forward, strike, ttm, is_call=np.r_[np.ones(5, bool), np.zeros(5, bool)], discount=math.exp(-0.01 * ttm))
+    is_call = np.r_[np.ones(5, bool), np.zeros(5, bool)]
+    q = _quotes(forward, strike, ttm, is_call=is_call, discount=math.exp(-0.01 * ttm))
     model = Heston()
     prices = model.values(np.array([4.0, 0.25, 1.0, -0.5, v0]), model.prepare(q))
     reference = np.r_[calls, puts]

@@ -35,8 +35,13 @@ run: install
 test: install-dev system-deps
 	$(PY) -m pytest -q
 
-bench: install-dev
+# Speed and accuracy against the reference libraries, printed side by side (figures for the issue notes).
+bench: install-dev system-deps
 	$(PY) benchmarks/bench_iv.py
+	$(PY) benchmarks/bench_iv_cli.py
+	$(PY) benchmarks/bench_slices.py
+	$(PY) benchmarks/bench_heston.py
+	$(PY) benchmarks/bench_dashboard.py
 
 demo: install
 	$(PY) -m calibration demo

@@ -8,14 +8,18 @@ version; the default snapshot's default fit is computed once at start-up, off th
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
 
-from dash import Dash, DiskcacheManager
+# Before numpy is imported: the pricing engines multiply many small matrices, where threaded BLAS is slower.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from components.layout import build_layout
-from components.server_store import code_version, jobs_cache
+import logging  # noqa: E402
+import threading  # noqa: E402
+
+from dash import Dash, DiskcacheManager  # noqa: E402
+
+from components.layout import build_layout  # noqa: E402
+from components.server_store import code_version, jobs_cache  # noqa: E402
 
 log = logging.getLogger("smilescope")
 

@@ -123,6 +123,7 @@ def page_load(context, url: str) -> tuple[float, float]:
 def pick(page, select_id: str, option: str) -> None:
     page.locator(f"#{select_id}").click()
     page.get_by_role("option", name=option, exact=True).click()
+    page.wait_for_function("([id, label]) => document.getElementById(id).value === label", arg=[select_id, option])
 
 
 def click_to_surface(page) -> tuple[float, float, str]:

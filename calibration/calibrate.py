@@ -38,6 +38,7 @@ from calibration.objective import (
 )
 from calibration.optimizers import (
     LOSSES,
+    CalibrationCancelled,
     OPTIMIZERS,
     OptimizeOutcome,
     OptimizerSettings,
@@ -120,12 +121,20 @@ class CalibrationSettings:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise CalibrationError(f"{name} must be a whole number, got {value!r}")
             object.__setattr__(self, name, int(value))
+        for name in ("ftol", "xtol", "gtol", "regularisation") + (("f_scale",) if self.f_scale is not None else ()):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise CalibrationError(f"{name} must be a number, got {value!r}")
+            object.__setattr__(self, name, float(value))  # 0 and 0.0 are the same setting (and cache key)
         if self.f_scale is not None and not (np.isfinite(self.f_scale) and self.f_scale > 0.0):
             raise CalibrationError(f"f_scale must be a positive number (or unset), got {self.f_scale!r}")
         if not (np.isfinite(self.regularisation) and self.regularisation >= 0.0):
             raise CalibrationError(f"regularisation must be a non-negative number, got {self.regularisation!r}")
         try:
-            options = json.loads(json.dumps(dict(self.model_options), sort_keys=True, allow_nan=False))
+            options = {
+                str(k): float(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else v
+                for k, v in json.loads(json.dumps(dict(self.model_options), sort_keys=True, allow_nan=False)).items()
+            }
         except (TypeError, ValueError) as exc:
             raise CalibrationError(f"model_options must be JSON-able: {exc}") from exc
         object.__setattr__(self, "model_options", options)
@@ -655,8 +664,12 @@ def _fit_slices_batched(
         model, plan, q.vol_mid, start, weight=np.sqrt(weights), max_iter=settings.max_evals,
         ftol=settings.ftol, xtol=settings.xtol,
     )
-    monitor.nfev += fit.iterations + 1  # the start, then one evaluation per iteration
     values = model.values(fit.theta, plan)
+    monitor.nfev += fit.iterations  # one evaluation per iteration; the start is recorded (and reported) below
+    try:
+        monitor.evaluated(lambda: 100.0 * float(np.sqrt(np.mean((values - q.vol_mid) ** 2))))
+    except CalibrationCancelled:
+        pass  # asked to stop after the batched fit had already finished: keep its result
     fits = []
     for j in range(q.expiry_ttm.shape[0]):
         rows = q.expiry_index == j

@@ -1,7 +1,8 @@
 """The page: a Mantine shell with the controls in a left navbar, a summary strip, and the eight views as tabs.
 
-``build_layout`` runs on every page load: it opens the default snapshot and puts its default fit (memoised on
-disk, pre-warmed at start-up) straight into the stores, so the first fitted surface needs no background job.
+``build_layout`` runs on every page load: it opens the default snapshot, puts its default fit (memoised on disk,
+pre-warmed at start-up) straight into the stores and draws the Surface tab, so the first fitted surface needs
+neither a background job nor a callback: it is on screen as soon as plotly.js has drawn it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ from calibration.errors import SmilescopeError
 from calibration.snapshot import QuoteSnapshot
 from components import ids
 from components.callbacks.render import render_stamp, render_surface
-from components.controls import DEFAULTS, GREEKS, MODEL_LABELS, OPTIMIZER_LABELS, RESIDUAL_SPACES, SURFACE_AXES, TABS, navbar
+from components.controls import (
+    DEFAULTS,
+    GREEKS,
+    MODEL_LABELS,
+    OPTIMIZER_LABELS,
+    RESIDUAL_SPACES,
+    SURFACE_AXES,
+    TABS,
+    navbar,
+)
 from components.data_files import DEFAULT_SNAPSHOT, list_snapshots
 from components.server_store import cached_fit, data_key, is_synthetic
 from components.tables import DROP_COLUMNS, FORWARD_COLUMNS, QUOTE_COLUMNS, column_defs, grid_theme
@@ -56,7 +66,9 @@ def _graph(gid: str, name: str, *, css: str = "graph-full", figure: Any = None) 
     return html.Div(graph, className=f"graph-box {css}")
 
 
-def _grid(grid_id: str, columns: list[dict], *, height: str, pagination: bool = False, min_width: int = 60) -> dag.AgGrid:
+def _grid(
+    grid_id: str, columns: list[dict], *, height: str, pagination: bool = False, min_width: int = 60
+) -> dag.AgGrid:
     """A sortable, filterable grid (columns fit the width, never narrower than ``min_width`` px: then it scrolls)."""
     options: dict[str, Any] = {"theme": grid_theme("dark"), "animateRows": False}
     if pagination:
@@ -77,6 +89,10 @@ def _grid(grid_id: str, columns: list[dict], *, height: str, pagination: bool = 
 def _card(title: str, *children: Any, **kwargs: Any) -> dmc.Paper:
     return dmc.Paper([dmc.Text(title, fw=600, size="xs", c="dimmed", tt="uppercase", mb=4), *children],
                      p="xs", radius="sm", withBorder=True, **kwargs)
+
+
+def _choices(pairs: tuple[tuple[str, str], ...]) -> list[dict[str, str]]:
+    return [{"value": value, "label": label} for value, label in pairs]
 
 
 def _toolbar(*children: Any) -> dmc.Group:
@@ -148,23 +164,21 @@ def _views(surface: Any) -> dmc.Tabs:
     panels = {
         "surface": [
             _toolbar(dmc.Text("x axis", size="xs", c="dimmed"),
-                     dmc.SegmentedControl(id=ids.SURFACE_AXIS, data=[{"value": v, "label": lbl} for v, lbl in SURFACE_AXES],
-                                          value=SURFACE_AXES[0][0], size="xs")),
+                     dmc.SegmentedControl(id=ids.SURFACE_AXIS, data=_choices(SURFACE_AXES), value=SURFACE_AXES[0][0],
+                                          size="xs")),
             _graph(ids.SURFACE_GRAPH, "surface", figure=surface),
         ],
         "smiles": [_graph(ids.SMILES_GRAPH, "smiles", css="graph-tall")],
         "residuals": [
             _toolbar(dmc.Text("residual in", size="xs", c="dimmed"),
-                     dmc.SegmentedControl(id=ids.RESIDUALS_SPACE,
-                                          data=[{"value": v, "label": lbl} for v, lbl in RESIDUAL_SPACES],
-                                          value="vol", size="xs")),
+                     dmc.SegmentedControl(id=ids.RESIDUALS_SPACE, data=_choices(RESIDUAL_SPACES), value="vol",
+                                          size="xs")),
             _graph(ids.RESIDUALS_GRAPH, "residuals"),
         ],
         "term": [_graph(ids.TERM_GRAPH, "term-structure")],
         "greeks": [
             _toolbar(dmc.Text("greek", size="xs", c="dimmed"),
-                     dmc.SegmentedControl(id=ids.GREEKS_SELECT, data=[{"value": v, "label": lbl} for v, lbl in GREEKS],
-                                          value="delta", size="xs")),
+                     dmc.SegmentedControl(id=ids.GREEKS_SELECT, data=_choices(GREEKS), value="delta", size="xs")),
             dmc.SimpleGrid([_graph(ids.GREEKS_GRAPH, "greeks"), _graph(ids.DENSITY_GRAPH, "density")],
                            cols={"base": 1, "lg": 2}, spacing="sm"),
         ],
@@ -176,8 +190,10 @@ def _views(surface: Any) -> dmc.Tabs:
                                 span={"base": 12, "lg": 8}),
                     dmc.GridCol(_card("Fit statistics", html.Div(id=ids.FIT_STATS, className="fit-stats")),
                                 span={"base": 12, "lg": 4}),
-                    dmc.GridCol(_graph(ids.CORRELATION_GRAPH, "correlation", css="graph-panel"), span={"base": 12, "lg": 6}),
-                    dmc.GridCol(_graph(ids.SENSITIVITY_GRAPH, "sensitivity", css="graph-panel"), span={"base": 12, "lg": 6}),
+                    dmc.GridCol(_graph(ids.CORRELATION_GRAPH, "correlation", css="graph-panel"),
+                                span={"base": 12, "lg": 6}),
+                    dmc.GridCol(_graph(ids.SENSITIVITY_GRAPH, "sensitivity", css="graph-panel"),
+                                span={"base": 12, "lg": 6}),
                 ],
                 gutter="sm",
             )
@@ -185,10 +201,10 @@ def _views(surface: Any) -> dmc.Tabs:
         "quality": [
             dmc.Grid(
                 [
-                    dmc.GridCol(_graph(ids.FORWARDS_GRAPH, "forwards", css="graph-panel"), span={"base": 12, "lg": 8}),
+                    dmc.GridCol(_graph(ids.FORWARDS_GRAPH, "forwards", css="graph-panel"), span={"base": 12, "xl": 8}),
                     dmc.GridCol(_card("Dropped quotes, by reason",
-                                      _grid(ids.DROP_TABLE, column_defs(DROP_COLUMNS), height="calc(100% - 24px)")),
-                                span={"base": 12, "lg": 4}, className="stretch"),
+                                      _grid(ids.DROP_TABLE, column_defs(DROP_COLUMNS), height="220px", min_width=90)),
+                                span={"base": 12, "xl": 4}),
                     dmc.GridCol(_card("Forwards and put-call parity, per expiry",
                                       _grid(ids.FORWARD_TABLE, column_defs(FORWARD_COLUMNS), height="260px",
                                             min_width=90)), span=12),
@@ -200,12 +216,11 @@ def _views(surface: Any) -> dmc.Tabs:
             )
         ],
         "compare": [
-            dmc.Text("Pin up to three fits of this snapshot with “Add to compare” (left); they are cleared when the "
-                     "snapshot changes.", size="xs", c="dimmed", mb=6),
-            _card("Fits side by side", _grid(ids.COMPARE_TABLE, [], height="210px")),
-            dmc.SimpleGrid([_graph(ids.COMPARE_SMILES_GRAPH, "compare-smiles", css="graph-half"),
-                            _graph(ids.COMPARE_RESIDUALS_GRAPH, "compare-residuals", css="graph-half")],
-                           cols={"base": 1, "lg": 2}, spacing="sm", mt="sm"),
+            dmc.Text("Pin up to three fits of this snapshot with “Add to compare” (left); they are cleared when "
+                     "the snapshot changes.", size="xs", c="dimmed", mb=6),
+            _card("Fits side by side", _grid(ids.COMPARE_TABLE, [], height="250px", min_width=110)),
+            dmc.Stack([_graph(ids.COMPARE_SMILES_GRAPH, "compare-smiles"),
+                       _graph(ids.COMPARE_RESIDUALS_GRAPH, "compare-residuals")], gap="sm", mt="sm"),
         ],
     }
     return dmc.Tabs(
@@ -310,9 +325,10 @@ def build_layout() -> dmc.MantineProvider:
         dcc.Store(id=ids.COMPARE_STORE, data=[]),
         dcc.Store(id=ids.FIT_REQUEST),
         dcc.Store(id=ids.URL_APPLIED),
+        # "" rather than None: a memory store mounted with None sets itself, which would draw every tab at once
         *[dcc.Store(id={"type": ids.RENDERED, "tab": value}, data=rendered.get(value, "")) for value, _ in TABS],
         dcc.Download(id=ids.DOWNLOAD),
-        dmc.NotificationContainer(id=ids.NOTIFICATIONS, position="top-right", autoClose=8000, zIndex=1000),
+        dmc.NotificationContainer(id=ids.NOTIFICATIONS, position="bottom-right", autoClose=8000, zIndex=1000),
     ]
     main = dmc.Stack(
         [html.Div(snapshot_summary(snapshot), id=ids.SNAPSHOT_SUMMARY, className="summary-strip"), _views(surface)],

@@ -122,5 +122,6 @@ def record_columns(records: list[dict]) -> list[dict]:
     columns = []
     for key in records[0]:
         numeric = any(isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool) for r in records)
-        columns.append((key, key.replace("_", " ").capitalize() if key.islower() else key, ",.6~g" if numeric else None))
+        header = key.replace("_", " ").capitalize() if key.islower() else key
+        columns.append((key, header, ",.6~g" if numeric else None))
     return column_defs(tuple(columns))

@@ -5,11 +5,13 @@ controls into :class:`CalibrationSettings` and checks the snapshot is on the ser
 depends on the moment (not on the inputs) is reported there and never memoised. It writes the job spec
 ``{"snapshot": key, "settings": settings.to_dict()}`` into ``FIT_REQUEST``, the job's only input: the
 background-callback manager memoises the job by that spec (content hash + settings) and the code version
-(``cache_by``), across sessions and restarts.
+(``cache_by``), across sessions and restarts. The job fits through :func:`server_store.cached_fit`, so the job
+the manager starts even for a memoised fit returns the identical stored result, never a second run.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -25,8 +27,10 @@ from components.controls import CONTROL_IDS, CONTROL_PROPS, FELLER_MODELS, SABR_
 from components.layout import result_summary
 from components.server_store import cached_fit, snapshot_for
 
+log = logging.getLogger(__name__)
+
 #: Poll interval of a running job, ms (a memoised fit answers on the first poll).
-POLL_MS = 100
+POLL_MS = 60
 BAR_SHOWN = {"visibility": "visible"}
 BAR_HIDDEN = {"visibility": "hidden"}
 
@@ -56,7 +60,7 @@ def request_fit(_clicks: int | None, key: dict[str, Any] | None, _applied: Any, 
     try:
         settings = settings_from_controls(*controls)
         snapshot_for(key)
-    except SmilescopeError as exc:
+    except (SmilescopeError, OSError) as exc:
         return no_update, error("Calibration not started", exc)
     return job_spec(key, settings), no_update
 
@@ -88,6 +92,9 @@ def fit_job(spec: dict[str, Any], set_progress: Callable[[tuple[float, str]], No
         result = cached_fit(snapshot, settings, progress=lambda info: set_progress(progress_values(info, limit)))
     except SmilescopeError as exc:
         return no_update, no_update, error("Calibration failed", exc)
+    except Exception as exc:  # noqa: BLE001 - a bug in a model must not take the page down; it is logged
+        log.exception("calibration failed: %s", spec)
+        return no_update, no_update, error("Calibration failed", f"{type(exc).__name__}: {exc}")
     if result["success"]:
         return result, result_summary(result), no_update
     return result, result_summary(result), notify(

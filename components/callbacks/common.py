@@ -37,4 +37,5 @@ def result_id(result: dict[str, Any] | None) -> str | None:
     if not result:
         return None
     micros = math.floor(float(result.get("elapsed_s") or 0.0) * 1e6)
-    return f"{result.get('snapshot_hash')}|{result.get('model')}|{result.get('optimizer')}|{result.get('nfev')}|{micros}"
+    parts = (result.get("snapshot_hash"), result.get("model"), result.get("optimizer"), result.get("nfev"), micros)
+    return "|".join(str(part) for part in parts)

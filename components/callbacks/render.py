@@ -7,19 +7,37 @@ from a fit carries ``layout.meta = {"result": result_id(fit)}`` (what it shows, 
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
-import plotly.graph_objects as go
 import dash_mantine_components as dmc
+import plotly.graph_objects as go
 
 from calibration.result import CalibrationResult
 from calibration.snapshot import QuoteSnapshot
 from components.callbacks.common import result_id
 from components.figures.common import empty_figure
+from components.figures.compare import (
+    compare_columns,
+    compare_records,
+    compare_residuals_figure,
+    compare_smiles_figure,
+)
+from components.figures.greeks import density_figure, greeks_figure
+from components.figures.params import (
+    correlation_figure,
+    fit_stats_records,
+    param_columns,
+    params_records,
+    sensitivity_figure,
+)
+from components.figures.quality import forwards_figure
+from components.figures.residuals import residuals_figure
+from components.figures.smiles import smiles_figure
+from components.figures.surface import surface_figure
+from components.figures.term import term_figure
 from components.server_store import snapshot_by_hash, snapshot_for
 from components.tables import column_defs, drop_records, forward_records, quote_records, record_columns
 
@@ -30,33 +48,38 @@ NO_FIT = "No fit yet: press Calibrate"
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# figure functions (components.figures.*), looked up lazily
+# calling the figure functions safely
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def figure_function(module: str, name: str) -> Callable[..., Any]:
-    """``components.figures.<module>.<name>``."""
-    return getattr(importlib.import_module(f"components.figures.{module}"), name)
-
-
-def _draw(module: str, name: str, *args: Any, theme: str, tag: str | None, **options: Any) -> go.Figure:
+def _draw(figure: Callable[..., go.Figure], *args: Any, theme: str, tag: str | None, **options: Any) -> go.Figure:
     """Call a figure function; on failure a blank figure saying why (logged), never an exception."""
     try:
-        fig = figure_function(module, name)(*args, theme=theme, **options)
+        fig = figure(*args, theme=theme, **options)
     except Exception as exc:  # noqa: BLE001 - a figure that fails must not take the page down
-        log.exception("%s.%s failed", module, name)
+        log.exception("%s failed", figure.__name__)
         fig = empty_figure(f"Could not draw this view: {exc}", theme=theme)
     if tag is not None:
         fig.update_layout(meta={"result": tag})
     return fig
 
 
-def _records(module: str, name: str, *args: Any) -> list[dict[str, Any]]:
+def _records(records: Callable[..., list[dict[str, Any]]], *args: Any) -> list[dict[str, Any]]:
+    """Table rows from a figure module; empty (logged) if it fails."""
     try:
-        return list(figure_function(module, name)(*args))
-    except Exception:  # noqa: BLE001 - a table that fails shows empty, logged
-        log.exception("%s.%s failed", module, name)
+        return list(records(*args))
+    except Exception:  # noqa: BLE001 - a table that fails shows empty
+        log.exception("%s failed", records.__name__)
         return []
+
+
+def _columns(spec: Callable[..., Any], arg: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Grid columns from a figure module's ``(field, header, d3 format)`` spec; the rows' own keys if it fails."""
+    try:
+        return column_defs(tuple(spec(arg)))
+    except Exception:  # noqa: BLE001 - a table still shows, with plain headers
+        log.exception("%s failed", spec.__name__)
+        return record_columns(rows)
 
 
 def _fit(data: dict[str, Any] | None) -> tuple[QuoteSnapshot, CalibrationResult] | None:
@@ -94,32 +117,32 @@ def _blank(theme: str, n: int = 1) -> Callable[[str], tuple]:
 def render_surface(data: dict[str, Any] | None, theme: str, axis: str) -> tuple[go.Figure]:
     """Surface tab: the fitted surface in 3D on the chosen x axis."""
     return _with_fit(data, lambda s, r, tag: (
-        _draw("surface", "surface_figure", s, r, x_axis=axis or "k", theme=theme, tag=tag),), _blank(theme))
+        _draw(surface_figure, s, r, x_axis=axis or "k", theme=theme, tag=tag),), _blank(theme))
 
 
 def render_smiles(data: dict[str, Any] | None, theme: str) -> tuple[go.Figure]:
     """Smiles tab: one panel per expiry."""
     return _with_fit(data, lambda s, r, tag: (
-        _draw("smiles", "smiles_figure", s, r, theme=theme, tag=tag),), _blank(theme))
+        _draw(smiles_figure, s, r, theme=theme, tag=tag),), _blank(theme))
 
 
 def render_residuals(data: dict[str, Any] | None, theme: str, space: str) -> tuple[go.Figure]:
     """Residuals tab, in vol points or premium."""
     return _with_fit(data, lambda s, r, tag: (
-        _draw("residuals", "residuals_figure", s, r, space=space or "vol", theme=theme, tag=tag),), _blank(theme))
+        _draw(residuals_figure, s, r, space=space or "vol", theme=theme, tag=tag),), _blank(theme))
 
 
 def render_term(data: dict[str, Any] | None, theme: str) -> tuple[go.Figure]:
     """Term-structure tab: ATM vol, skew and curvature by expiry."""
     return _with_fit(data, lambda s, r, tag: (
-        _draw("term", "term_figure", s, r, theme=theme, tag=tag),), _blank(theme))
+        _draw(term_figure, s, r, theme=theme, tag=tag),), _blank(theme))
 
 
 def render_greeks(data: dict[str, Any] | None, theme: str, greek: str) -> tuple[go.Figure, go.Figure]:
     """Greeks tab: the chosen greek in 3D and the risk-neutral densities."""
     return _with_fit(data, lambda s, r, tag: (
-        _draw("greeks", "greeks_figure", s, r, greek=greek or "delta", theme=theme, tag=tag),
-        _draw("greeks", "density_figure", s, r, theme=theme, tag=tag),
+        _draw(greeks_figure, s, r, greek=greek or "delta", theme=theme, tag=tag),
+        _draw(density_figure, s, r, theme=theme, tag=tag),
     ), _blank(theme, 2))
 
 
@@ -135,7 +158,8 @@ def fit_stats_table(records: list[dict[str, Any]]) -> Any:
         dmc.TableTr(
             [
                 dmc.TableTd(rec.get("statistic", ""), c="dimmed"),
-                dmc.TableTd(str(rec.get("value", "")), className="num", fw=600, c=FLAG_COLORS.get(rec.get("flag"))),
+                dmc.TableTd(str(rec.get("value", "")), className="num", fw=600,
+                            **({"c": FLAG_COLORS[rec["flag"]]} if rec.get("flag") in FLAG_COLORS else {})),
                 dmc.TableTd(rec.get("unit", ""), c="dimmed"),
             ]
         )
@@ -147,15 +171,11 @@ def fit_stats_table(records: list[dict[str, Any]]) -> Any:
 def render_params(data: dict[str, Any] | None, theme: str) -> tuple:
     """Parameters tab: parameter rows and columns, fit statistics, correlation and sensitivity heatmaps."""
     def draw(s: QuoteSnapshot, r: CalibrationResult, tag: str) -> tuple:
-        rows = _records("params", "params_records", r)
-        stats = _records("params", "fit_stats_records", r)
-        try:
-            columns = column_defs(figure_function("params", "param_columns")(r))
-        except Exception:  # noqa: BLE001 - fall back to the records' own keys
-            columns = record_columns(rows)
-        return (rows, columns, fit_stats_table(stats),
-                _draw("params", "correlation_figure", r, theme=theme, tag=tag),
-                _draw("params", "sensitivity_figure", s, r, theme=theme, tag=tag))
+        rows = _records(params_records, r)
+        stats = _records(fit_stats_records, r)
+        return (rows, _columns(param_columns, r, rows), fit_stats_table(stats),
+                _draw(correlation_figure, r, theme=theme, tag=tag),
+                _draw(sensitivity_figure, s, r, theme=theme, tag=tag))
 
     def blank(why: str) -> tuple:
         return [], [], dmc.Text(why, size="sm", c="dimmed"), _no_fit(theme, why), _no_fit(theme, why)
@@ -169,7 +189,7 @@ def render_quality(key: dict[str, Any] | None, theme: str) -> tuple:
         snapshot = snapshot_for(key or {})
     except Exception as exc:  # noqa: BLE001
         return _no_fit(theme, f"No snapshot: {exc}"), [], [], []
-    return (_draw("quality", "forwards_figure", snapshot, theme=theme, tag=None), drop_records(snapshot),
+    return (_draw(forwards_figure, snapshot, theme=theme, tag=None), drop_records(snapshot),
             forward_records(snapshot), quote_records(snapshot))
 
 
@@ -184,10 +204,11 @@ def render_compare(pinned: list[dict[str, Any]] | None, theme: str) -> tuple:
         results = [CalibrationResult.from_dict(d) for d in pinned]
     except Exception as exc:  # noqa: BLE001
         return [], [], _no_fit(theme, f"Cannot compare: {exc}"), _no_fit(theme, f"Cannot compare: {exc}")
-    rows = _records("compare", "compare_records", results)
+    rows = _records(compare_records, results)
     tag = "|".join(result_id(d) or "" for d in pinned)
-    return (rows, record_columns(rows), _draw("compare", "compare_smiles_figure", snapshot, results, theme=theme, tag=tag),
-            _draw("compare", "compare_residuals_figure", snapshot, results, theme=theme, tag=tag))
+    return (rows, _columns(compare_columns, results, rows),
+            _draw(compare_smiles_figure, snapshot, results, theme=theme, tag=tag),
+            _draw(compare_residuals_figure, snapshot, results, theme=theme, tag=tag))
 
 
 def render_stamp(source: Any, theme: str, options: list[Any]) -> str:

@@ -40,7 +40,9 @@ function (active, data, theme, ...rest) {
                             Math.floor((d.elapsed_s || 0) * 1e6)].join('|') : null;
     let identity = null;
     if (Array.isArray(data)) { identity = data.map(fit); }
-    else if (data && typeof data === 'object') { identity = ('snapshot_hash' in data) ? fit(data) : (data.hash || null); }
+    else if (data && typeof data === 'object') {
+        identity = ('snapshot_hash' in data) ? fit(data) : (data.hash || null);
+    }
     const stamp = JSON.stringify([identity, (theme === 'light' || theme === 'dark') ? theme : 'dark', rest]);
     return stamp === last ? skip : stamp;
 }
@@ -63,7 +65,7 @@ def _register(tab: str, outputs: list[Output], source: str, options: list[tuple[
     )
 
     @callback(
-        *outputs,
+        list(outputs),  # a list, even of one: the render functions return tuples
         Input(rendered, "data"),
         State(source, "data"),
         State(ids.THEME_STORE, "data"),

@@ -368,42 +368,64 @@ def vol_grid(snapshot: QuoteSnapshot, result: CalibrationResult | None, *, n: in
     return VolGrid(expiries=ex, k=k, strike=strike, delta=call_delta(k, vol, t), vol=vol)
 
 
+def _dense_deltas(result: CalibrationResult, ex: Expiries) -> tuple[FloatArray, FloatArray]:
+    """Model call deltas on a dense log-moneyness grid of +/- 6 at-the-money standard deviations, ``(m, N_DENSE)``."""
+    atm = atm_vols(result, ex)
+    sd = np.where(np.isfinite(atm) & (atm > 0), atm, 0.5) * np.sqrt(ex.ttm)
+    dense_k = np.linspace(-6.0 * sd, 6.0 * sd, N_DENSE, axis=1)
+    t, F, D = ex.ttm[:, None], ex.forward[:, None], ex.discount[:, None]
+    return dense_k, call_delta(dense_k, model_vols(result, F, F * np.exp(dense_k), t, D), t)
+
+
+def _monotone_section(k: FloatArray, delta: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """The stretch of a smile around the money where delta falls strictly with k, as ``(delta ascending, k)``;
+    a smile with butterfly arbitrage can turn back in the wings, beyond which no delta maps to one strike."""
+    ok = np.isfinite(delta)
+    if ok.sum() < 2:
+        return np.empty(0), np.empty(0)
+    i0 = int(np.argmin(np.where(ok, np.abs(k), np.inf)))
+    lo = i0
+    while lo > 0 and ok[lo - 1] and delta[lo - 1] > delta[lo]:
+        lo -= 1
+    hi = i0
+    while hi < k.size - 1 and ok[hi + 1] and delta[hi + 1] < delta[hi]:
+        hi += 1
+    return delta[lo : hi + 1][::-1], k[lo : hi + 1][::-1]
+
+
 def model_k_at_delta(result: CalibrationResult | None, expiries: Expiries, deltas: ArrayLike) -> FloatArray:
     """Log-moneyness where the model's forward call delta equals each of ``deltas`` (decimal), per expiry.
 
     Returns
     -------
     numpy.ndarray
-        ``(m, len(deltas))``; NaN where the model has no vol, its delta is not monotone in k (arbitrage), or the
-        delta lies beyond +/- 6 at-the-money standard deviations.
+        ``(m, len(deltas))``; NaN where the model has no vol, or the delta is not reached on the stretch of the
+        smile around the money where delta falls with strike (within +/- 6 at-the-money standard deviations).
     """
     deltas = np.atleast_1d(np.asarray(deltas, dtype=float))
     out = np.full((expiries.m, deltas.size), np.nan)
     if not has_model(result) or expiries.m == 0:
         return out
-    atm = atm_vols(result, expiries)
-    atm = np.where(np.isfinite(atm) & (atm > 0), atm, 0.5)
-    sd = atm * np.sqrt(expiries.ttm)
-    dense_k = np.linspace(-6.0 * sd, 6.0 * sd, N_DENSE, axis=1)
-    t, F, D = expiries.ttm[:, None], expiries.forward[:, None], expiries.discount[:, None]
-    dense_delta = call_delta(dense_k, model_vols(result, F, F * np.exp(dense_k), t, D), t)
+    dense_k, dense_delta = _dense_deltas(result, expiries)
     for j in range(expiries.m):
-        ok = np.isfinite(dense_delta[j])
-        d, kk = dense_delta[j][ok][::-1], dense_k[j][ok][::-1]  # delta ascending
-        if d.size >= 2 and np.all(np.diff(d) > 0):
+        d, kk = _monotone_section(dense_k[j], dense_delta[j])
+        if d.size >= 2:
             out[j] = np.where((deltas >= d[0]) & (deltas <= d[-1]), np.interp(deltas, d, kk), np.nan)
     return out
 
 
 def _delta_grid(result: CalibrationResult, ex: Expiries, n: int) -> FloatArray:
-    """``(m, n)`` log-moneyness points evenly spaced in model call delta over :data:`DELTA_LIMITS` (ascending k);
-    where the model's delta is not monotone (arbitrage), +/- 2 at-the-money standard deviations instead."""
-    k = model_k_at_delta(result, ex, np.linspace(DELTA_LIMITS[1], DELTA_LIMITS[0], n))
-    bad = ~np.all(np.isfinite(k), axis=1)
-    if bad.any():
-        atm = atm_vols(result, ex)
-        sd = np.where(np.isfinite(atm) & (atm > 0), atm, 0.5) * np.sqrt(ex.ttm)
-        k[bad] = np.linspace(-2.0 * sd[bad], 2.0 * sd[bad], n, axis=1)
+    """``(m, n)`` log-moneyness points evenly spaced in model call delta over :data:`DELTA_LIMITS`, or the part of
+    it the smile reaches (ascending k); +/- 2 at-the-money standard deviations where the model has no delta."""
+    dense_k, dense_delta = _dense_deltas(result, ex)
+    k = np.empty((ex.m, n))
+    for j in range(ex.m):
+        d, kk = _monotone_section(dense_k[j], dense_delta[j])
+        if d.size >= 2:
+            targets = np.linspace(min(d[-1], DELTA_LIMITS[1]), max(d[0], DELTA_LIMITS[0]), n)
+            k[j] = np.interp(targets, d, kk)
+        else:
+            k[j] = np.linspace(dense_k[j, 0], dense_k[j, -1], n) / 3.0
     return k
 
 

@@ -47,6 +47,7 @@ from components.figures.common import (
     sqrt_days,
     standardised_k_range,
 )
+from components.figures.params import failure_suffix
 from components.theme import PALETTE, RESIDUAL_SCALE, SURFACE_SCALE, Theme
 
 Greek = Literal["delta", "gamma", "vega", "theta", "vanna", "volga"]
@@ -55,12 +56,16 @@ Greek = Literal["delta", "gamma", "vega", "theta", "vanna", "volga"]
 N_GRID = 61
 #: Grid points per expiry of a density curve.
 N_DENSITY = 201
+#: Half-width of the density grid, in at-the-money standard deviations (``atm vol sqrt(t)``): wide enough for the
+#: fat wings of a skewed smile (on the demo fits the range holds all but a few tenths of a percent of the
+#: probability, about 2 % for SABR's steep wings).
+DENSITY_N_SD = 6.0
 #: Log-scale floor, as a fraction of the largest value (deep wings have no gamma or decay to speak of).
 LOG_FLOOR = 1e-3
 #: Camera of the greek surfaces: in front, a little to the left and above; moneyness across the screen (puts on
 #: the left), expiry receding. Greeks largest at the short end (gamma, decay) put the short end at the back, so
 #: that its ridge does not hide the longer expiries.
-CAMERA = dict(eye=dict(x=-0.35, y=-2.1, z=1.0), center=dict(x=0.0, y=0.0, z=-0.1), up=dict(x=0, y=0, z=1))
+CAMERA = dict(eye=dict(x=-0.3, y=-1.85, z=0.9), center=dict(x=0.0, y=0.0, z=-0.12), up=dict(x=0, y=0, z=1))
 ASPECT = dict(x=1.4, y=1.2, z=0.7)
 DENSITY_TITLE = "Probability per 1% of strike (%)"
 MONEYNESS_TITLE = "Moneyness ln(K/F) / (σ_ATM √t) (ATM std devs)"
@@ -129,22 +134,22 @@ def _tick_text(v: float) -> str:
     return f"{v:,.0f}" if v >= 10 else f"{v:.3g}"
 
 
-#: Half-width of the density grid, in at-the-money standard deviations: wide enough for the fat wings of a
-#: skewed smile (a 6-sd range holds all but a few hundredths of a percent of the probability on the demo fits).
-DENSITY_N_SD = 6.0
-
-
-def _grid(snapshot: QuoteSnapshot, result: CalibrationResult, ex: Expiries, *, n: int,
-          quoted: bool) -> GreeksGrid:
-    """The greeks grid of the fit on the expiries ``ex``: over the Surface view's smooth quoted range
-    (``quoted``) or +/- :data:`DENSITY_N_SD` at-the-money standard deviations."""
+def greeks_of_fit(snapshot: QuoteSnapshot, result: CalibrationResult, ex: Expiries, *, n: int,
+                  quoted: bool) -> tuple[GreeksGrid, np.ndarray]:
+    """The greeks grid of the fit on the expiries ``ex`` and the at-the-money standard deviation of each expiry
+    (``atm vol sqrt(t)``, ``(m,)``): over the Surface view's standardised quoted range (``quoted``) or +/-
+    :data:`DENSITY_N_SD` standard deviations."""
     atm = atm_vols(result, ex)
+    sd = np.where(np.isfinite(atm) & (atm > 0), atm, np.nanmedian(atm)) * np.sqrt(ex.ttm)
     if quoted:
-        k_range = standardised_k_range(snapshot, ex, atm)
+        # the Surface view's standardised range, without its clip to the quoted strikes (meant for a strike
+        # axis): every expiry spans the same standard deviations, so the greek surface is a rectangle
+        lo, hi = standardised_k_range(snapshot, ex, atm)
+        k_range = (np.nanmin(lo / sd) * sd, np.nanmax(hi / sd) * sd)
     else:
-        sd = DENSITY_N_SD * np.where(np.isfinite(atm) & (atm > 0), atm, np.nanmedian(atm)) * np.sqrt(ex.ttm)
-        k_range = (-sd, sd)
-    return greeks_grid(result.fitted_surface(), ex.ttm, ex.forward, ex.discount, axis="k", k_range=k_range, n=n)
+        k_range = (-DENSITY_N_SD * sd, DENSITY_N_SD * sd)
+    grid = greeks_grid(result.fitted_surface(), ex.ttm, ex.forward, ex.discount, axis="k", k_range=k_range, n=n)
+    return grid, sd
 
 
 def _hover_text(grid: GreeksGrid, ex: Expiries) -> np.ndarray:
@@ -184,12 +189,11 @@ def greeks_figure(snapshot: QuoteSnapshot, result: CalibrationResult | None, *, 
     if ex.m == 0:
         return empty_figure("No expiries to show", theme=theme)
     try:
-        grid = _grid(snapshot, result, ex, n=N_GRID, quoted=True)
+        grid, sd = greeks_of_fit(snapshot, result, ex, n=N_GRID, quoted=True)
     except CalibrationError as exc:
         return empty_figure(f"Greeks not available: {exc}", theme=theme)
     value = greek_values(grid, greek)
-    atm_sd = np.sqrt(np.maximum(ex.ttm, 1e-12)) * atm_vols(result, ex)
-    x = grid.k / atm_sd[:, None]
+    x = grid.k / sd[:, None]  # standardised moneyness
     if not np.isfinite(value).any():
         return empty_figure(f"{spec.label} not available: the fitted surface has no vols on the grid", theme=theme)
 
@@ -260,7 +264,7 @@ def density_figure(snapshot: QuoteSnapshot, result: CalibrationResult | None, *,
     if ex.m == 0:
         return empty_figure("No expiries to show", theme=theme)
     try:
-        grid = _grid(snapshot, result, ex, n=N_DENSITY, quoted=False)
+        grid, _ = greeks_of_fit(snapshot, result, ex, n=N_DENSITY, quoted=False)
     except CalibrationError as exc:
         return empty_figure(f"Density not available: {exc}", theme=theme)
     c = PALETTE[theme]
@@ -283,8 +287,7 @@ def density_figure(snapshot: QuoteSnapshot, result: CalibrationResult | None, *,
             hovertemplate="<b>negative density (butterfly arbitrage)</b><br>K %{x:,.6~g} · %{y:.3f} %<extra></extra>",
         ))
     fig = go.Figure(traces)
-    note = failure_note(result)
-    sub = "probability (%) of expiring within a strike band 1% wide"
+    sub = "probability (%) of expiring within a strike band 1% wide" + failure_suffix(result, theme)
     fig.add_hline(y=0, line=dict(color=c["muted"], width=1))
     if np.isfinite(snapshot.spot) and snapshot.spot > 0:
         fig.add_vline(x=snapshot.spot, line=dict(color=c["muted"], width=1, dash="dot"))
@@ -293,9 +296,9 @@ def density_figure(snapshot: QuoteSnapshot, result: CalibrationResult | None, *,
                            font=dict(color=c["muted"], size=11))  # annotations on a log axis take log10(x)
     return base_layout(
         fig, theme,
-        title=dict(text=f"Risk-neutral density · {fit_title(snapshot, result)}<br><sup>{sub}"
-                        f"{' · ' + note if note else ''}</sup>", x=0.01, xanchor="left"),
-        xaxis=dict(title=dict(text=STRIKE_TITLE + ", log scale"), type="log", dtick="D2", tickformat=",.6~g"),
+        title=dict(text=f"Risk-neutral density · {fit_title(snapshot, result)}<br><sup>{sub}</sup>", x=0.01,
+                   xanchor="left"),
+        xaxis=dict(title=dict(text=STRIKE_TITLE + ", log scale"), type="log", dtick="D2", tickformat=",.8~g"),
         yaxis=dict(title=dict(text=DENSITY_TITLE), rangemode="tozero"),
         legend=dict(title=dict(text="Expiry"), itemclick="toggle", itemdoubleclick="toggleothers"),
         hovermode="closest", margin=dict(l=70, r=20, t=70, b=60),

@@ -11,20 +11,24 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from calibration.calibrate import quote_arrays
 from calibration.errors import CalibrationError
 from calibration.models import get_model
 from calibration.models.base import ParamSpec
 from calibration.result import CalibrationResult
+from calibration.sensitivity import sensitivity
 from calibration.snapshot import QuoteSnapshot
 from components.figures.common import (
     DAYS_PER_YEAR,
     base_layout,
+    call_delta,
     empty_figure,
     expiry_labels,
     f32,
     failure_note,
     has_model,
 )
+from components.figures.residuals import BUCKET_LABELS, delta_bucket
 from components.theme import PALETTE, RESIDUAL_SCALE, Theme
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -88,6 +92,12 @@ def _expiry_labels(result: CalibrationResult) -> tuple[str, ...]:
     """Labels of the parameter rows of a slice-model result ("27 Nov 26"; "t=0.0192" when the date is unknown)."""
     labels = expiry_labels(_expiry_index(result))
     return tuple(lab if lab != "?" else f"t={t:.4f}" for lab, t in zip(labels, result.expiry_ttm))
+
+
+def failure_suffix(result: CalibrationResult | None, theme: Theme) -> str:
+    """" · Fit did not converge: ..." in the violation colour, for a subtitle; "" for a converged fit."""
+    note = failure_note(result)
+    return f" · <span style='color:{PALETTE[theme]['violation']}'>{note}</span>" if note else ""
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -345,7 +355,7 @@ def correlation_figure(result: CalibrationResult | None, *, theme: Theme = "dark
         return empty_figure("No fit yet: calibrate to see parameter correlations", theme=theme)
     names = tuple(result.param_names)
     corr = np.asarray(result.correlation, dtype=float)
-    note = failure_note(result)
+    note = failure_suffix(result, theme)
     if result.kind == "slice":
         labels = _expiry_labels(result)
         if corr.ndim != 3 or corr.shape[0] == 0:
@@ -364,14 +374,14 @@ def correlation_figure(result: CalibrationResult | None, *, theme: Theme = "dark
     return _matrix_figure(corr, names, theme, f"{model_label(result)} parameter correlation", note)
 
 
-def _matrix_figure(corr: np.ndarray, names: tuple[str, ...], theme: Theme, title: str, note: str | None) -> go.Figure:
+def _matrix_figure(corr: np.ndarray, names: tuple[str, ...], theme: Theme, title: str, note: str) -> go.Figure:
     if not np.isfinite(corr).any():
         return empty_figure(f"{title}: not available (standard errors could not be computed)", theme=theme)
     fig = go.Figure(_matrix_trace(corr, names))
     sub = _strongest(corr, names)
     base_layout(
         fig, theme, height=max(460, 160 + 22 * len(names)),
-        title=dict(text=f"{title}<br><sup>{sub}{' · ' + note if note else ''}</sup>", x=0.01),
+        title=dict(text=f"{title}<br><sup>{sub}{note}</sup>", x=0.01),
         xaxis=dict(title=dict(text=PARAM_TITLE), side="bottom", showgrid=False, constrain="domain", tickangle=0,
                    type="category"),
         yaxis=dict(title=dict(text=PARAM_TITLE), autorange="reversed", showgrid=False, scaleanchor="x",
@@ -382,7 +392,7 @@ def _matrix_figure(corr: np.ndarray, names: tuple[str, ...], theme: Theme, title
 
 
 def _pairs_figure(corr: np.ndarray, names: tuple[str, ...], labels: tuple[str, ...], result: CalibrationResult,
-                  theme: Theme, note: str | None) -> go.Figure:
+                  theme: Theme, note: str) -> go.Figure:
     p = len(names)
     iu = np.triu_indices(p, 1)
     z = corr[:, iu[0], iu[1]].T  # (pairs, expiries)
@@ -403,7 +413,7 @@ def _pairs_figure(corr: np.ndarray, names: tuple[str, ...], labels: tuple[str, .
     base_layout(
         fig, theme, height=max(300, 90 + 34 * len(pair_labels)),
         title=dict(text=f"{model_label(result)} parameter correlation by expiry<br><sup>{sub}"
-                        f"{' · ' + note if note else ''}</sup>", x=0.01),
+                        f"{note}</sup>", x=0.01),
         xaxis=dict(title=dict(text="Expiry"), type="category", showgrid=False, tickangle=-45 if m > 12 else 0,
                    automargin=True),
         yaxis=dict(title=dict(text=PAIR_TITLE), autorange="reversed", showgrid=False, type="category"),
@@ -474,11 +484,6 @@ def sensitivity_cells(snapshot: QuoteSnapshot, result: CalibrationResult) -> Sen
     CalibrationError
         When the fitted surface cannot be evaluated.
     """
-    from calibration.calibrate import quote_arrays
-    from calibration.sensitivity import sensitivity
-    from components.figures.common import call_delta
-    from components.figures.residuals import BUCKET_LABELS, delta_bucket
-
     quotes = quote_arrays(snapshot)
     labels = _expiry_labels(result) if result.kind == "slice" else None
     sens = sensitivity(result.fitted_surface(), quotes, std_errors=result.std_error_array, expiry_labels=labels)
@@ -561,19 +566,16 @@ def sensitivity_figure(snapshot: QuoteSnapshot, result: CalibrationResult | None
                         vertical_spacing=gap_px / (rows * row_px + (rows - 1) * gap_px) if rows > 1 else 0.0)
     span = float(np.nanquantile(np.abs(cells), 0.98)) if np.isfinite(cells).any() else 1.0
     span = span if span > 0 else 1.0
-    from components.figures.residuals import BUCKET_LABELS
-
     buckets = list(BUCKET_LABELS)
     index = {name: i for i, name in enumerate(names)}
     for panel, name in enumerate(shown):
         r, col = divmod(panel, cols)
         z = cells[index[name]]
-        custom = np.dstack([counts, np.broadcast_to(np.arange(len(buckets)), counts.shape)]).astype(float)
         fig.add_trace(go.Heatmap(
             z=f32(z), x=buckets, y=list(labels), coloraxis="coloraxis", xgap=1, ygap=1, name=name,
-            customdata=custom,
+            customdata=counts,
             hovertemplate=(f"<b>{param_label(name)}</b> +1 SE · %{{y}} · %{{x}}<br>"
-                           "model vol %{z:+.3f} vol pts (mean of %{customdata[0]:.0f} quotes)<extra></extra>"),
+                           "model vol %{z:+.3f} vol pts (mean of %{customdata} quotes)<extra></extra>"),
         ), row=r + 1, col=col + 1)
         fig.update_yaxes(autorange="reversed", type="category", showgrid=False, showticklabels=col == 0,
                          tickfont=dict(size=10 if m <= 14 else 8), row=r + 1, col=col + 1)
@@ -603,11 +605,11 @@ def sensitivity_figure(snapshot: QuoteSnapshot, result: CalibrationResult | None
     if not sc.identified.all():
         sub += (f"<br>n/i: {int((~sc.identified).sum())} expiries whose parameters are not identified (a 1-SE move "
                 f"shifts vols by over {NOT_IDENTIFIED_VOL_POINTS:.0f} vol pts), blank and left out of the ranking")
-    note = failure_note(result)
+    note = failure_suffix(result, theme)
     base_layout(
         fig, theme, height=(100 if sc.identified.all() else 125) + 60 + rows * row_px + (rows - 1) * gap_px,
         title=dict(text=f"{model_label(result)} parameter sensitivity<br><sup>{sub}"
-                        f"{' · ' + note if note else ''}</sup>", x=0.01),
+                        f"{note}</sup>", x=0.01),
         coloraxis=dict(colorscale=RESIDUAL_SCALE, cmin=-span, cmax=span, cmid=0.0,
                        colorbar=dict(title=dict(text=SENSITIVITY_TITLE, side="right"), thickness=14, len=0.8)),
         margin=dict(l=80, r=30, t=100 if sc.identified.all() else 125, b=60),

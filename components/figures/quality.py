@@ -18,10 +18,10 @@ from components.theme import PALETTE, Theme
 #: left out on purpose).
 BY_DESIGN_REASONS: frozenset[str] = frozenset({"itm", "duplicate", "near_expiry", "expired"})
 
-FORWARD_TITLE = "Forward (quote currency)"
-VENUE_DIFF_TITLE = "vs venue (bp)"
-PARITY_RMSE_TITLE = "Parity RMSE (bp of F)"
-BAND_SHARE_TITLE = "Pairs in bid-ask (%)"
+FORWARD_TITLE = "Forward<br>(quote currency)"
+VENUE_DIFF_TITLE = "vs venue<br>(bp)"
+PARITY_RMSE_TITLE = "Parity RMSE<br>(bp of F)"
+BAND_SHARE_TITLE = "Pairs in<br>bid-ask (%)"
 
 
 def _forward_table(snapshot: QuoteSnapshot) -> pd.DataFrame:
@@ -69,8 +69,9 @@ def forwards_figure(snapshot: QuoteSnapshot, *, theme: Theme = "dark") -> go.Fig
     1. the forward used (quote currency) with the venue's forward and the spot;
     2. when the snapshot has venue forwards: parity forward minus venue forward, basis points;
     3. parity quality: RMS of the mid parity residuals in basis points of the forward (bars; expiries whose
-       forward did not come from parity are drawn in the violation colour) and the share of call/put pairs
-       whose parity line lies inside their bid-ask band (percent, right axis).
+       forward did not come from parity are drawn in the violation colour; a log axis when one expiry's RMSE is
+       over 30 times the median, so the others stay readable) and the share of call/put pairs whose parity line
+       lies inside their bid-ask band (percent, right axis).
 
     Parameters
     ----------
@@ -136,9 +137,11 @@ def forwards_figure(snapshot: QuoteSnapshot, *, theme: Theme = "dark") -> go.Fig
     rmse_bp = f["rmse_bp"].to_numpy(dtype=float)
     positive = rmse_bp[np.isfinite(rmse_bp) & (rmse_bp > 0)]
     wide = positive.size > 1 and positive.max() > 30.0 * np.median(positive)  # one bad expiry hides the others
-    fig.update_yaxes(title_text=PARITY_RMSE_TITLE.replace(")", ", log)") if wide else PARITY_RMSE_TITLE, type="log" if wide else "linear",
-                     rangemode="normal" if wide else "tozero", row=rows, col=1, secondary_y=False)
-    fig.update_yaxes(title_text=BAND_SHARE_TITLE, range=[-5, 105], tickvals=[0, 50, 100], showgrid=False, row=rows, col=1, secondary_y=True)
+    fig.update_yaxes(title_text=PARITY_RMSE_TITLE.replace(")", ", log)") if wide else PARITY_RMSE_TITLE,
+                     type="log" if wide else "linear", rangemode="normal" if wide else "tozero",
+                     row=rows, col=1, secondary_y=False)
+    fig.update_yaxes(title_text=BAND_SHARE_TITLE, range=[-5, 105], tickvals=[0, 50, 100], showgrid=False,
+                     row=rows, col=1, secondary_y=True)
     fig.update_xaxes(type="category", automargin=True)
     fig.update_xaxes(title_text="Expiry", tickangle=-45 if len(x) > 14 else 0, row=rows, col=1)
 
@@ -147,7 +150,7 @@ def forwards_figure(snapshot: QuoteSnapshot, *, theme: Theme = "dark") -> go.Fig
                + (f" · median parity RMSE {np.nanmedian(rmse_bp):.2g} bp" if np.isfinite(rmse_bp).any() else "")
                + (f" · {100 * np.nanmean(share):.0f}% of pairs in bid-ask" if np.isfinite(share).any() else ""))
     base_layout(
-        fig, theme, height=560 if has_venue else 460, bargap=0.35,
+        fig, theme, height=660 if has_venue else 500, bargap=0.35,
         title=dict(text=f"{snapshot.underlying} forwards and parity<br><sup>{summary}</sup>", x=0.01, y=0.97),
         legend=dict(orientation="h", x=1.0, xanchor="right", y=1.02, yanchor="bottom"),
         margin=dict(l=70, r=70, t=80, b=60),
@@ -195,8 +198,8 @@ def drops_figure(snapshot: QuoteSnapshot, *, theme: Theme = "dark") -> go.Figure
 
     groups = [
         ("Fitted", ["ok"], c["model"]),
-        ("Dropped by rule (ITM side, near expiry, duplicate)", [r for r in per_expiry.columns if r in BY_DESIGN_REASONS],
-         c["bid_ask"]),
+        ("Dropped by rule (ITM side, near expiry, duplicate)",
+         [r for r in per_expiry.columns if r in BY_DESIGN_REASONS], c["bid_ask"]),
         ("Dropped: data problem", [r for r in per_expiry.columns if r not in BY_DESIGN_REASONS and r != "ok"],
          c["violation"]),
     ]

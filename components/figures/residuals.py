@@ -178,13 +178,12 @@ def residuals_figure(snapshot: QuoteSnapshot, result: CalibrationResult | None, 
     fig.update_yaxes(title_text=BAND_TITLE + (f", clipped at ±{band_lim:.0f}" if clipped_band else ""),
                      range=[-band_lim * 1.05, band_lim * 1.05], row=2, col=2)
 
-    annotations = list(fig.layout.annotations)
+    for a in fig.layout.annotations:  # subplot titles
+        a.font = dict(size=12, color=c["text"])
     note = failure_note(result)
     if note:
         fig.add_annotation(text=note, showarrow=False, xref="paper", yref="paper", x=1.0, y=1.0, yshift=36,
                            xanchor="right", yanchor="bottom", font=dict(color=c["violation"], size=12))
-    for a in annotations:
-        a.font = dict(size=12, color=c["text"])
     return base_layout(
         fig, theme, height=HEIGHT, barmode="stack", bargap=0.05,
         title=dict(text=fit_title(snapshot, result), x=0.01, xanchor="left", y=1.0, yanchor="top",

@@ -140,8 +140,9 @@ def surface_figure(snapshot: QuoteSnapshot, result: CalibrationResult | None, *,
             marker=marker, text=quote_text(market), customdata=quote_customdata(market), hovertemplate=QUOTE_HOVER,
         ))
 
+    points = arbitrage_points(snapshot, result, grid.expiries) if fitted else None
     if fitted:
-        traces.extend(_violation_traces(snapshot, result, grid, x_axis, c["violation"]))
+        traces.extend(_violation_traces(points, result, grid, x_axis, c["violation"]))
 
     fig = go.Figure(traces)
     days = np.concatenate([market["days"].to_numpy(dtype=float), grid.expiries.days if fitted else []])
@@ -165,7 +166,11 @@ def surface_figure(snapshot: QuoteSnapshot, result: CalibrationResult | None, *,
     if note:
         annotations.append(dict(text=note, showarrow=False, xref="paper", yref="paper", x=0.0, y=1.0,
                                 xanchor="left", yanchor="bottom", font=dict(color=c["violation"], size=12)))
-    if not fitted:
+    if fitted:
+        annotations.append(dict(text=_arbitrage_summary(points), showarrow=False, xref="paper", yref="paper",
+                                x=0.0, y=1.0, yshift=-18 if note else 0, xanchor="left", yanchor="bottom",
+                                font=dict(color=c["violation"] if len(points) else c["muted"], size=12)))
+    else:
         annotations.append(dict(text="No fitted model: market mids only", showarrow=False, xref="paper",
                                 yref="paper", x=0.0, y=1.0, xanchor="left", yanchor="bottom",
                                 font=dict(color=c["muted"], size=12)))
@@ -178,10 +183,22 @@ def surface_figure(snapshot: QuoteSnapshot, result: CalibrationResult | None, *,
     )
 
 
-def _violation_traces(snapshot: QuoteSnapshot, result: CalibrationResult, grid, x_axis: XAxis,
-                      colour: str) -> list[go.Scatter3d]:
-    """Red markers where the fitted surface has butterfly or calendar arbitrage (on the model surface)."""
-    points = arbitrage_points(snapshot, result, grid.expiries)
+def _arbitrage_summary(points) -> str:
+    """One line on the static arbitrage found on the quoted range."""
+    if points.empty:
+        return "No static arbitrage found on the quoted range"
+    n_fly = int((points["kind"] == "butterfly").sum())
+    n_cal = int((points["kind"] == "calendar").sum())
+    return (f"Static arbitrage on the quoted range: {n_fly} butterfly and {n_cal} calendar grid points"
+            " (red marks where they fall on the drawn surface)")
+
+
+def _violation_traces(points, result: CalibrationResult, grid, x_axis: XAxis, colour: str) -> list[go.Scatter3d]:
+    """Red markers where the fitted surface has butterfly or calendar arbitrage, on the model surface.
+
+    The check covers each expiry's quoted range; points beyond the drawn surface (its k range, or the 5-95 delta
+    window) are counted in the legend but not drawn, so that far-wing vols do not flatten the picture.
+    """
     if points.empty:
         return []
     ex = grid.expiries
@@ -191,20 +208,27 @@ def _violation_traces(snapshot: QuoteSnapshot, result: CalibrationResult, grid, 
         if rows.empty:
             continue
         n = len(rows)
-        if n > MAX_VIOLATION_MARKERS:
-            rows = rows.iloc[np.linspace(0, n - 1, MAX_VIOLATION_MARKERS).round().astype(int)]
         t = rows["ttm"].to_numpy(dtype=float)
         j = np.clip(np.searchsorted(ex.ttm, t - 1e-9), 0, ex.m - 1)
-        F, D = ex.forward[j], ex.discount[j]
         k = rows["k"].to_numpy(dtype=float)
+        shown = (k >= grid.k[j, 0] - 1e-12) & (k <= grid.k[j, -1] + 1e-12)
+        name = f"{kind.capitalize()} arbitrage ({n} pts" + (f", {n - int(shown.sum())} beyond the surface)"
+                                                            if not shown.all() else ")")
+        if shown.sum() > MAX_VIOLATION_MARKERS:
+            keep = np.flatnonzero(shown)[np.linspace(0, shown.sum() - 1, MAX_VIOLATION_MARKERS).round().astype(int)]
+            shown = np.zeros_like(shown)
+            shown[keep] = True
+        if not shown.any():
+            continue
+        t, j, k = t[shown], j[shown], k[shown]
+        F, D = ex.forward[j], ex.discount[j]
         strike = F * np.exp(k)
         vol = model_vols(result, F, strike, t, D)
         x = _x_of(x_axis, k, strike, call_delta(k, vol, t))
         labels = [f"{ex.label[i]} · K {s:,.6g}" for i, s in zip(j, strike)]
         what = "negative density (butterfly)" if kind == "butterfly" else "total variance falls to next expiry"
         out.append(go.Scatter3d(
-            x=f32(x), y=sqrt_days(365.0 * t), z=pct(vol), mode="markers",
-            name=f"{kind.capitalize()} arbitrage ({n} pts)",
+            x=f32(x), y=sqrt_days(365.0 * t), z=pct(vol), mode="markers", name=name,
             marker=dict(size=4.5, color=colour, symbol=symbol), text=labels,
             hovertemplate=f"<b>{what}</b><br>%{{text}}<br>model vol %{{z:.2f}} %<extra></extra>",
         ))

@@ -187,6 +187,7 @@ def pick(page, select_id: str, option: str) -> None:
     """Choose ``option`` (its visible label) in the Mantine select ``select_id``."""
     page.locator(f"#{select_id}").click()
     page.get_by_role("option", name=option, exact=True).click()
+    page.wait_for_function("([id, label]) => document.getElementById(id).value === label", arg=[select_id, option])
 
 
 def open_app(page, url: str):

@@ -15,9 +15,11 @@ WATCH = """() => {
     const button = document.getElementById('calibrate-button');
     if (bar && getComputedStyle(bar).visibility === 'visible') window.__seen.bar = true;
     if (button && button.disabled) window.__seen.disabled = true;
-    if (text && text.innerText && !window.__seen.texts.includes(text.innerText)) window.__seen.texts.push(text.innerText);
+    const t = text && text.innerText;
+    if (t && !window.__seen.texts.includes(t)) window.__seen.texts.push(t);
   };
-  new MutationObserver(check).observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true});
+  new MutationObserver(check).observe(document.body,
+    {subtree: true, childList: true, attributes: true, characterData: true});
 }"""
 
 

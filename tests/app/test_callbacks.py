@@ -68,13 +68,15 @@ def test_controls_build_settings_with_model_options():
     from components.controls import settings_from_controls
 
     s = settings_from_controls("sabr", "trf", "price", "spread", "huber", "band", 500, 3, 7, "", False)
-    assert (s.model, s.optimizer, s.space, s.weights, s.loss, s.fit_to) == ("sabr", "trf", "price", "spread", "huber", "band")
+    assert (s.model, s.optimizer, s.space) == ("sabr", "trf", "price")
+    assert (s.weights, s.loss, s.fit_to) == ("spread", "huber", "band")
     assert (s.max_evals, s.multistart, s.seed) == (500, 3, 7)
     assert dict(s.model_options) == {"beta": None}  # blank beta: fitted
-    assert dict(settings_from_controls("sabr", "lm", "vol", "vega", "linear", "mid", 100, 0, 0, 0.7).model_options) == {"beta": 0.7}
+    base = ("lm", "vol", "vega", "linear", "mid", 100, 0, 0)
+    assert dict(settings_from_controls("sabr", *base, 0.7).model_options) == {"beta": 0.7}
     heston = settings_from_controls("heston", "lm", "vol", "vega", "linear", "mid", 100, 0, 0, 0.5, True)
     assert dict(heston.model_options) == {"enforce_feller": True}
-    assert dict(settings_from_controls("svi", "lm", "vol", "vega", "linear", "mid", 100, 0, 0, 0.5, True).model_options) == {}
+    assert dict(settings_from_controls("svi", *base, 0.5, True).model_options) == {}
 
 
 @pytest.mark.parametrize(
@@ -188,14 +190,18 @@ def test_a_fit_is_memoised_on_disk_and_survives_a_new_process_cache(btc_key, cac
     from components import server_store
     from components.server_store import cached_fit, snapshot_for
 
-    calls = []
-    first = cached_fit(snapshot_for(btc_key), CalibrationSettings(model="black"), progress=calls.append)
-    assert calls and first["model"] == "black" and first["snapshot_hash"] == btc_key["hash"]
-    runs = len(calls)
+    first = cached_fit(snapshot_for(btc_key), CalibrationSettings(model="black"))
+    assert first["model"] == "black" and first["snapshot_hash"] == btc_key["hash"]
     server_store._cache.cache_clear()  # a fresh handle, as after a restart
-    again = cached_fit(snapshot_for(btc_key), CalibrationSettings(model="black"), progress=calls.append)
-    assert again == first and len(calls) == runs  # no second run: no progress reported
+    again = cached_fit(snapshot_for(btc_key), CalibrationSettings(model="black"))
+    assert again == first  # elapsed time included: the stored fit, not a second run
     assert any((cache_dir / "results").iterdir())
+    other = cached_fit(snapshot_for(btc_key), CalibrationSettings(model="black", weights="uniform"))
+    assert other["settings"]["weights"] == "uniform" and other != first
+    # settings that went through the browser (0 for 0.0) find the same fit
+    browser = json.loads(json.dumps(CalibrationSettings(model="black").to_dict()).replace("0.0", "0"))
+    assert browser["regularisation"] == 0 and isinstance(browser["regularisation"], int)
+    assert cached_fit(snapshot_for(btc_key), CalibrationSettings.from_dict(browser)) == first
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -267,15 +273,27 @@ def test_a_bad_request_is_a_notification_and_starts_nothing(btc_key):
     assert is_no_update(spec) and "no snapshot" in note_text(note)
 
 
-def test_the_job_reports_progress_and_returns_the_result(btc_key):
+def test_the_job_forwards_progress_and_returns_the_result(btc_key, monkeypatch):
+    from calibration.optimizers import ProgressInfo
+    from components.callbacks import calibrate as module
     from components.callbacks.calibrate import fit_job, job_spec
 
+    real = module.cached_fit
+
+    def reporting(snapshot, settings, *, progress=None):
+        progress(ProgressInfo(nfev=10, rmse_vol_points=2.5, elapsed_s=0.5, stage="expiry 1/12"))
+        return real(snapshot, settings, progress=progress)
+
+    monkeypatch.setattr(module, "cached_fit", reporting)
     reports = []
     result, summary, note = fit_job(job_spec(btc_key, CalibrationSettings(model="black")), reports.append)
     assert result["model"] == "black" and result["success"] and is_no_update(note)
     assert "Black" in json.dumps(summary, default=lambda c: c.to_plotly_json())
-    assert reports and all(0.0 <= share <= 99.0 and "evaluations" in text and "vol pts" in text
-                           for share, text in reports)
+    # black is a slice model: a budget of 2000 evaluations per expiry with quotes to fit
+    from components.server_store import snapshot_for
+
+    m = len(snapshot_for(btc_key).expiries)
+    assert reports[0] == (100 * 10 / (m * 2000), "10 evaluations · error 2.50 vol pts · expiry 1/12 · 0.5 s")
     again, _, _ = fit_job(job_spec(btc_key, CalibrationSettings(model="black")), reports.append)
     assert again == result  # the stored fit, not a second run
 
@@ -288,6 +306,18 @@ def test_a_job_that_fails_keeps_the_previous_fit(btc_key):
     result, summary, note = fit_job(spec, lambda _: None)
     assert is_no_update(result) and is_no_update(summary)
     assert "Calibration failed" in note_text(note) and "nonsense" in note_text(note)
+
+
+def test_an_unexpected_error_in_a_fit_is_a_notification(btc_key, monkeypatch):
+    from components.callbacks import calibrate as module
+
+    def broken(*args, **kwargs):
+        raise FloatingPointError("overflow in the characteristic function")
+
+    monkeypatch.setattr(module, "cached_fit", broken)
+    result, summary, note = module.fit_job(module.job_spec(btc_key, CalibrationSettings()), lambda _: None)
+    assert is_no_update(result) and is_no_update(summary)
+    assert "FloatingPointError: overflow" in note_text(note)
 
 
 def test_progress_text_and_budget():
@@ -365,7 +395,7 @@ def test_a_failing_figure_function_does_not_raise(btc_fit, monkeypatch):
     def broken(*args, **kwargs):
         raise ZeroDivisionError("boom")
 
-    monkeypatch.setattr(render, "figure_function", lambda module, name: broken)
+    monkeypatch.setattr(render, "term_figure", broken)
     (fig,) = render.render_term(btc_fit, "dark")
     assert len(fig.data) == 0 and "boom" in fig.layout.annotations[0].text
 

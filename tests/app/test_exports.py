@@ -40,6 +40,7 @@ def test_exports_download_the_fit_and_the_quotes(app_url, page, ui):
     assert name.endswith("_quotes_iv.csv") and len(rows) == 821  # every quote of btc_demo.csv
     assert {"strike", "iv_bid", "iv_mid", "iv_ask", "status"} <= set(rows[0])
 
-    config = page.evaluate("() => document.querySelector('#surface-graph .js-plotly-plot')._context.toImageButtonOptions")
+    config = page.evaluate(
+        "() => document.querySelector('#surface-graph .js-plotly-plot')._context.toImageButtonOptions")
     assert config["format"] == "png" and config["filename"] == "smilescope-surface"
     assert page.console_errors == []

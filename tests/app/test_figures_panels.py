@@ -33,7 +33,14 @@ from components.figures.compare import (
     compare_smiles_figure,
     fit_name,
 )
-from components.figures.greeks import GREEK_SPECS, _grid, density_figure, greek_values, greeks_figure, nice_log_ticks
+from components.figures.greeks import (
+    GREEK_SPECS,
+    density_figure,
+    greek_values,
+    greeks_figure,
+    greeks_of_fit,
+    nice_log_ticks,
+)
 from components.figures.params import (
     correlation_figure,
     fit_stats_records,
@@ -154,7 +161,7 @@ def test_greek_units_match_quantlib_black_differences(btc, fits):
     """Display units checked against finite differences of QuantLib's Black formula at a few grid points."""
     result = fits["heston"]
     ex = fitted_expiries(btc, result)
-    grid = _grid(btc, result, ex, n=21, quoted=True)
+    grid, _ = greeks_of_fit(btc, result, ex, n=21, quoted=True)
     for j, i in [(0, 10), (3, 6), (len(ex.ttm) - 1, 15), (len(ex.ttm) - 1, 3)]:
         F, K, t, vol = grid.forward[j], grid.strike[j, i], grid.expiry_ttm[j], grid.vol[j, i]
         D = grid.discount[j]
@@ -291,7 +298,10 @@ def test_fit_stats_records(fits, failed, btc):
     feller = rows["feller_margin"]
     assert feller["number"] == pytest.approx(fits["heston"].feller_margin)
     assert feller["flag"] == ("warn" if feller["number"] < 0 else "")
-    assert rows["butterfly_violations"]["value"] == "not checked"
+    assert rows["butterfly_violations"]["number"] == fits["heston"].arbitrage["butterfly_violations"]
+    unchecked = dataclasses.replace(fits["heston"], arbitrage={"butterfly_violations": None,
+                                                               "calendar_violations": None})
+    assert {r["key"]: r["value"] for r in fit_stats_records(unchecked)}["butterfly_violations"] == "not checked"
     assert rows["n_params"]["number"] == 5
 
     svi = {r["key"]: r for r in fit_stats_records(fits["svi"])}

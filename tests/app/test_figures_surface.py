@@ -193,27 +193,50 @@ def test_surface_market_points_are_the_fitted_mids_coloured_by_their_residual(sn
                                atol=1e-5)
 
 
-def test_surface_marks_arbitrage_where_the_check_finds_it(snapshots, fits):
-    """The SPX SVI fit has calendar violations on its quoted range; the figure marks them in the violation colour."""
+def test_surface_reports_and_marks_arbitrage(snapshots, fits):
+    """The SPX SVI fit has calendar violations on its quoted range: the figure states the counts, and marks in the
+    violation colour those that fall on the drawn surface, on the model surface itself."""
     snap, result = snapshots["spx"], fits["spx", "svi"]
     points = common.arbitrage_points(snap, result)
+    assert len(points) > 0
     fig = surface_figure(snap, result, theme="light")
+    summary = next(a.text for a in fig.layout.annotations if "arbitrage" in a.text)
+    n_fly, n_cal = (int((points["kind"] == kind).sum()) for kind in ("butterfly", "calendar"))
+    assert f"{n_fly} butterfly and {n_cal} calendar" in summary
     marks = [t for t in fig.data if "arbitrage" in (t.name or "")]
-    assert bool(len(points)) == bool(marks)
+    assert sum(len(t.x) for t in marks) <= len(points)
     for t in marks:
         assert t.marker.color == PALETTE["light"]["violation"]
         assert np.isfinite(_values(t.z)).all()
+    clean = surface_figure(snapshots["btc"], fits["btc", "ssvi"])
+    if common.arbitrage_points(snapshots["btc"], fits["btc", "ssvi"]).empty:
+        assert any(a.text.startswith("No static arbitrage") for a in clean.layout.annotations)
 
 
 def test_surface_uses_the_report_stored_in_the_result(snapshots, fits):
-    from calibration.arbitrage import check_arbitrage
+    """A report stored in the result (ArbitrageReport.to_dict) is used as is; its points are drawn on the model
+    surface: the marker's vol is the fitted surface's vol at that expiry and strike."""
+    from calibration.arbitrage import BUTTERFLY_COLUMNS, CALENDAR_COLUMNS, ArbitrageReport
+    from calibration.models.base import QuoteArrays
 
     snap, result = snapshots["btc"], fits["btc", "svi"]
     ex = common.fitted_expiries(snap, result)
-    report = check_arbitrage(result.fitted_surface(), ex.ttm, ex.forward, ex.discount, k_range=(-0.3, 0.3), n_k=11)
+    j = 4
+    row = dict.fromkeys(BUTTERFLY_COLUMNS, 0.0) | {"expiry_ttm": ex.ttm[j], "forward": ex.forward[j], "k": 0.01,
+                                                   "strike": ex.forward[j] * math.exp(0.01), "g": -0.1}
+    report = ArbitrageReport(
+        butterfly=pd.DataFrame([row], columns=list(BUTTERFLY_COLUMNS)),
+        calendar=pd.DataFrame({c: pd.Series(dtype=float) for c in CALENDAR_COLUMNS}),
+        expiry_ttm=ex.ttm, k_grid=np.linspace(-0.2, 0.2, 5)[None, :].repeat(ex.m, 0),
+    )
     stored = dataclasses.replace(result, arbitrage=report.to_dict())
     points = common.arbitrage_points(snap, stored)
-    assert len(points) == report.n_butterfly + report.n_calendar
+    assert list(points["kind"]) == ["butterfly"] and points["k"].iloc[0] == pytest.approx(0.01)
+    fig = surface_figure(snap, stored)
+    mark = next(t for t in fig.data if (t.name or "").startswith("Butterfly arbitrage (1 pts"))
+    quote = QuoteArrays.from_arrays(forward=ex.forward[j], strike=ex.forward[j] * math.exp(0.01), ttm=ex.ttm[j],
+                                    is_call=True, discount=ex.discount[j])
+    assert mark.z[0] == pytest.approx(100 * result.fitted_surface().vols(quote)[0], abs=1e-4)
 
 
 def test_surface_without_a_fit_shows_the_market_alone(snapshots, fits):
@@ -259,6 +282,7 @@ def test_a_failed_fit_is_drawn_with_a_warning(snapshots, fits, name):
     assert any("did not converge" in t and "maximum number of evaluations" in t for t in notes)
     assert "NOT CONVERGED" in fig.layout.title.text
     assert len(fig.data) > 0
+    assert all(a.font.size for a in fig.layout.annotations)  # subplot titles keep their styling
 
 
 def test_without_a_fit(snapshots):

@@ -28,48 +28,12 @@ from calibration.black import black_price
 from calibration.errors import CalibrationError
 from calibration.models.black_flat import FlatBlack
 from calibration.surface import FittedSurface
+from tests.calibration.surfaces import VOGT, raw_svi, ssvi_w, surface_of
 
-VOGT = (-0.0410, 0.1331, 0.3060, 0.3586, 0.4153)  # Gatheral & Jacquier 2014, example 3.1, t = 1
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # test-only models
-
-
-@dataclass(frozen=True)
-class TotalVarianceModel:
-    """Surface model whose vol is ``sqrt(w(k, t) / t)`` for a plain total-variance function (no parameters)."""
-
-    w: Callable[[np.ndarray, np.ndarray], np.ndarray]
-    name: ClassVar[str] = "test_w"
-    label: ClassVar[str] = "test total variance"
-    kind: ClassVar[str] = "surface"
-    output: ClassVar[str] = "vol"
-    params: ClassVar[tuple] = ()
-
-    def initial_guess(self, quotes):
-        return np.empty(0)
-
-    def constraints(self, theta):
-        return np.empty(0)
-
-    def prepare(self, quotes):
-        return quotes
-
-    def values(self, theta, quotes):
-        return np.sqrt(self.w(quotes.k, quotes.ttm) / quotes.ttm)
-
-    def jacobian(self, theta, quotes):
-        return None
-
-
-def surface_of(w) -> FittedSurface:
-    return FittedSurface(TotalVarianceModel(w), np.empty(0), np.empty(0), np.empty(0))
-
-
-def raw_svi(k, a, b, rho, m, sigma):
-    u = np.asarray(k) - m
-    return a + b * (rho * u + np.sqrt(u * u + sigma * sigma))
 
 
 def raw_svi_g(k, a, b, rho, m, sigma):
@@ -80,11 +44,6 @@ def raw_svi_g(k, a, b, rho, m, sigma):
     w1 = b * (rho + u / r)
     w2 = b * sigma * sigma / r**3
     return (1 - k * w1 / (2 * w)) ** 2 - w1 * w1 / 4 * (1 / w + 0.25) + w2 / 2
-
-
-def ssvi_w(k, theta, rho, eta, gamma):
-    phi = eta / (theta**gamma * (1 + theta) ** (1 - gamma))
-    return theta / 2 * (1 + rho * phi * k + np.sqrt((phi * k + rho) ** 2 + 1 - rho * rho))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -8,8 +8,6 @@ differentiated at 30 digits, to about 1e-8 relative.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Callable, ClassVar
 
 import mpmath as mp
 import numpy as np
@@ -22,55 +20,14 @@ from calibration.greeks import GREEK_NAMES, GreeksGrid, greeks_grid
 from calibration.models.base import QuoteArrays
 from calibration.models.black_flat import FlatBlack
 from calibration.surface import FittedSurface
+from tests.calibration.surfaces import VOGT, raw_svi, ssvi_w, surface_of
 
-VOGT = (-0.0410, 0.1331, 0.3060, 0.3586, 0.4153)
 SVI_SLICES = np.array([[0.010, 0.10, -0.6, 0.02, 0.10],  # a, b, rho, m, sigma
                        [0.025, 0.12, -0.5, 0.03, 0.20],
                        [0.060, 0.14, -0.4, 0.05, 0.30]])
 SVI_TTM = np.array([0.1, 0.5, 1.5])
 SVI_FWD = np.array([100.0, 101.0, 103.0])
 SVI_DISC = np.array([0.995, 0.98, 0.94])
-
-
-@dataclass(frozen=True)
-class TotalVarianceModel:
-    """Test-only surface model: vol ``sqrt(w(k, t) / t)`` for a plain total-variance function."""
-
-    w: Callable[[np.ndarray, np.ndarray], np.ndarray]
-    name: ClassVar[str] = "test_w"
-    label: ClassVar[str] = "test total variance"
-    kind: ClassVar[str] = "surface"
-    output: ClassVar[str] = "vol"
-    params: ClassVar[tuple] = ()
-
-    def initial_guess(self, quotes):
-        return np.empty(0)
-
-    def constraints(self, theta):
-        return np.empty(0)
-
-    def prepare(self, quotes):
-        return quotes
-
-    def values(self, theta, quotes):
-        return np.sqrt(self.w(quotes.k, quotes.ttm) / quotes.ttm)
-
-    def jacobian(self, theta, quotes):
-        return None
-
-
-def surface_of(w) -> FittedSurface:
-    return FittedSurface(TotalVarianceModel(w), np.empty(0), np.empty(0), np.empty(0))
-
-
-def raw_svi(k, a, b, rho, m, sigma):
-    u = k - m
-    return a + b * (rho * u + np.sqrt(u * u + sigma * sigma))
-
-
-def ssvi_w(k, theta, rho, eta, gamma):
-    phi = eta / (theta**gamma * (1 + theta) ** (1 - gamma))
-    return theta / 2 * (1 + rho * phi * k + np.sqrt((phi * k + rho) ** 2 + 1 - rho * rho))
 
 
 def flat_surface(vols, ttm, forward):

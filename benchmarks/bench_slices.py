@@ -26,8 +26,9 @@ Rows:
   Levenberg-Marquardt iteration on all slices at once with the analytic Jacobians);
 - ``smilescope per slice``: the same guess, then ``scipy.optimize.least_squares`` (trf, the model's bounds for
   that expiry, analytic Jacobian) expiry by expiry;
-- ``smilescope calibrate()``: the framework's ``calibration.calibrate`` (optimizer "lm", uniform weights), which
-  also computes standard errors, arbitrage and fit statistics (when ``calibration/calibrate.py`` exists);
+- ``smilescope calibrate()``: the framework's ``calibration.calibrate`` (optimizer "lm", uniform weights: the
+  batched path), which also computes initial guesses, standard errors and fit statistics (the arbitrage check is
+  off here, as QuantLib has none);
 - ``quantlib``: SviInterpolatedSmileSection / SABRInterpolation from a generic start (SVI: b = 0.1, sigma = 0.1,
   rho = m = 0, ``a`` matching the ATM variance; SABR: rho = 0, nu = 0.5, alpha from the ATM vol); QuantLib
   restarts from random points (up to 50) while its fit error is above 0.2 vol point;
@@ -139,7 +140,7 @@ def smilescope_calibrate(name: str, options: dict, quotes: QuoteArrays) -> np.nd
     from calibration.calibrate import CalibrationSettings, calibrate
 
     settings = CalibrationSettings(model=name, optimizer="lm", weights="uniform", model_options=options)
-    result = calibrate(quotes, settings)
+    result = calibrate(quotes, settings, check_arbitrage=False)  # QuantLib checks nothing either
     from calibration.models import get_model
 
     model = get_model(name, options)

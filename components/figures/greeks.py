@@ -65,7 +65,8 @@ LOG_FLOOR = 1e-3
 #: Camera of the greek surfaces: in front, a little to the left and above; moneyness across the screen (puts on
 #: the left), expiry receding. Greeks largest at the short end (gamma, decay) put the short end at the back, so
 #: that its ridge does not hide the longer expiries.
-CAMERA = dict(eye=dict(x=-0.3, y=-1.85, z=0.9), center=dict(x=0.0, y=0.0, z=-0.12), up=dict(x=0, y=0, z=1))
+# further out than the Surface tab's camera: the greeks scene shares the row with the density chart
+CAMERA = dict(eye=dict(x=-0.38, y=-2.3, z=1.1), center=dict(x=0.0, y=0.0, z=-0.12), up=dict(x=0, y=0, z=1))
 ASPECT = dict(x=1.4, y=1.2, z=0.7)
 DENSITY_TITLE = "Probability per 1% of strike (%)"
 MONEYNESS_TITLE = "Moneyness ln(K/F) / (σ_ATM √t) (ATM std devs)"
@@ -296,7 +297,7 @@ def density_figure(snapshot: QuoteSnapshot, result: CalibrationResult | None, *,
                            font=dict(color=c["muted"], size=11))  # annotations on a log axis take log10(x)
     return base_layout(
         fig, theme,
-        title=dict(text=f"Risk-neutral density · {fit_title(snapshot, result)}<br><sup>{sub}</sup>", x=0.01,
+        title=dict(text=f"Risk-neutral density<br><sup>{fit_title(snapshot, result)} · {sub}</sup>", x=0.01,
                    xanchor="left"),
         xaxis=dict(title=dict(text=STRIKE_TITLE + ", log scale"), type="log", dtick="D2", tickformat=",.8~g"),
         yaxis=dict(title=dict(text=DENSITY_TITLE), rangemode="tozero"),

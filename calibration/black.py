@@ -225,3 +225,12 @@ def black_greeks(
         vanna = -D * pdf * d2 / sigma
         volga = vega * d1 * d2 / sigma
     return BlackGreeks(delta=delta, gamma=gamma, vega=vega, theta=theta, vanna=vanna, volga=volga)
+
+
+def black_vega(x: FloatArray, sqrt_t: FloatArray, df: FloatArray, vol: FloatArray) -> FloatArray:
+    """Black vega ``D F n(d1) sqrt(t)`` (quote currency per 1.00 vol) from its vol-independent terms ``x = ln(F/K)``,
+    ``sqrt(t)`` (years^0.5) and ``D F`` (quote currency): the vega of :func:`black_greeks`, same
+    arithmetic, without the other greeks (calibration objectives need it at every Jacobian)."""
+    s = vol * sqrt_t
+    d1 = x / s + 0.5 * s
+    return df * (_INV_SQRT_2PI * np.exp(-0.5 * d1 * d1)) * sqrt_t

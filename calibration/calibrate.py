@@ -366,19 +366,26 @@ def _feller_margin(model: Model, theta: FloatArray) -> float | None:
     return float(margin(theta))
 
 
-def _vols_and_prices(model: Model, values: FloatArray, q: QuoteArrays) -> tuple[FloatArray, FloatArray]:
-    """Model vols (decimals) and prices (quote currency) from the model's native output ``values``."""
+def _vols_and_prices(
+    model: Model, values: FloatArray, q: QuoteArrays, vols: FloatArray | None = None
+) -> tuple[FloatArray, FloatArray]:
+    """Model vols (decimals) and prices (quote currency) from the model's native output ``values`` (a price
+    model's implied ``vols`` when already known)."""
     with np.errstate(all="ignore"):
         if model.output == "vol":
             return values, black_price(q.forward, q.strike, q.ttm, values, is_call=q.is_call, discount=q.discount)
-        vol = implied_vol(values, q.forward, q.strike, q.ttm, is_call=q.is_call, discount=q.discount).vol
-        return vol, values
+        if vols is None:
+            vols = implied_vol(values, q.forward, q.strike, q.ttm, is_call=q.is_call, discount=q.discount).vol
+        return vols, values
 
 
-def _statistics(model: Model, values: FloatArray, quotes: _Quotes, weights: FloatArray) -> dict[str, Any]:
-    """Fit statistics and the per-quote residual table of the model output ``values`` (against the mid)."""
+def _statistics(
+    model: Model, values: FloatArray, quotes: _Quotes, weights: FloatArray, *, vols: FloatArray | None = None
+) -> dict[str, Any]:
+    """Fit statistics and the per-quote residual table of the model output ``values`` (against the mid); ``vols``:
+    the implied vols of a price model's ``values`` when the fit already computed them."""
     q = quotes.arrays
-    model_vol, model_price = _vols_and_prices(model, values, q)
+    model_vol, model_price = _vols_and_prices(model, values, q, vols)
     with np.errstate(all="ignore"):
         res_vol = model_vol - q.vol_mid
         res_price = model_price - q.price_mid
@@ -463,7 +470,9 @@ def _usable(
             f"no quote has the market data a {settings.space}-space fit to the {settings.fit_to} needs"
             + (f" with at least {len(model.params)} quotes per expiry" if model.kind == "slice" else "")
         )
-    return quotes.take(ok), int((~ok).sum()), notes
+    every_expiry = np.bincount(q.expiry_index, minlength=q.expiry_ttm.shape[0]).all()
+    kept = quotes if ok.all() and every_expiry else quotes.take(ok)  # take copies every array
+    return kept, int((~ok).sum()), notes
 
 
 def _prior(model: Model, previous: FloatArray | None, lam: float) -> Prior | None:
@@ -500,6 +509,7 @@ class _Fit:
     outcome: OptimizeOutcome | None
     laplace: _Laplace
     values: FloatArray  # the model's native output at theta on the problem's quotes
+    vols: FloatArray | None = None  # a price model's implied vols of ``values``, when the fit computed them
 
 
 def _fit_one(
@@ -527,7 +537,10 @@ def _fit_one(
         laplace = replace(laplace, note="band fit: standard errors from the residuals to the mid")
     else:
         laplace = laplace_errors(objective, outcome.x)
-    return _Fit(theta=outcome.x, outcome=outcome, laplace=laplace, values=objective.model_values(outcome.x))
+    return _Fit(
+        theta=outcome.x, outcome=outcome, laplace=laplace, values=objective.model_values(outcome.x),
+        vols=objective.model_vols(outcome.x),
+    )
 
 
 def calibrate(
@@ -582,6 +595,7 @@ def calibrate(
     init = _aligned(initial, model, quotes, "initial")
     init = prev if init is None else init
     monitor = ProgressMonitor(progress, interval_s=PROGRESS_INTERVAL_S)
+    vols = None  # a price model's implied vols at the optimum, when the fit computed them
 
     if model.kind == "surface":
         monitor.stage = model.label
@@ -589,6 +603,7 @@ def calibrate(
         fits = [_fit_one(model, q, weights, settings, monitor, _start(model, q, init), prior)]
         theta = fits[0].theta
         values = fits[0].values
+        vols = fits[0].vols
     elif _batched(settings, prev):
         monitor.stage = "all expiries"
         theta, values, fits = _fit_slices_batched(model, q, weights, settings, init, monitor)
@@ -618,7 +633,7 @@ def calibrate(
 
     success, message = _summary([f.outcome for f in fits], quotes)
     notes += [f.laplace.note for f in fits if f.laplace.note]
-    stats = _statistics(model, values, quotes, weights)
+    stats = _statistics(model, values, quotes, weights, vols=vols)
     result = _result(
         model, settings, quotes, theta, fits, stats, n_excluded=n_excluded, nfev=monitor.nfev,
         elapsed_s=time.perf_counter() - started, success=success, message=message, notes=notes,

@@ -33,12 +33,13 @@ vega_model`` for a price model in vol space, ``J_price = vega_model J_vol`` for 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
-from calibration.black import black_greeks, black_price
+from calibration.black import black_greeks, black_price, black_vega
 from calibration.errors import CalibrationError
-from calibration.implied_vol import implied_vol
+from calibration.implied_vol import implied_std_normalised, implied_vol
 from calibration.models.base import FloatArray, Model, QuoteArrays, bounds_of
 from calibration.optimizers import LOSSES, LeastSquaresProblem
 
@@ -55,6 +56,9 @@ PENALTY_WEIGHT = 1e4
 NAN_RESIDUAL_VOL = 1.0
 #: Relative step of the finite-difference Jacobian (about eps^(1/3), optimal for central differences).
 FD_STEP = 6e-6
+#: Evaluations (model values, errors and, once asked for, the Jacobian) an objective keeps: Levenberg-Marquardt
+#: asks again for the Jacobian at its last accepted point after trying steps from it.
+RECENT_EVALUATIONS = 4
 #: Default robust-loss scale in vol space: one vol point.
 DEFAULT_F_SCALE_VOL = 0.01
 
@@ -84,10 +88,10 @@ def reference_vega(quotes: QuoteArrays) -> FloatArray:
     if have.all():
         return quotes.vega
     with np.errstate(all="ignore"):
-        computed = black_greeks(
-            quotes.forward, quotes.strike, quotes.ttm, reference_vol(quotes), is_call=quotes.is_call,
-            discount=quotes.discount,
-        ).vega
+        computed = black_vega(
+            np.log(quotes.forward / quotes.strike), np.sqrt(quotes.ttm), quotes.discount * quotes.forward,
+            reference_vol(quotes),
+        )
     return np.where(have, quotes.vega, computed)
 
 
@@ -212,7 +216,9 @@ class _Evaluation:
     theta: FloatArray
     values: FloatArray  # model output (vols or prices)
     errors: FloatArray  # unweighted errors in the residual space
-    dedv: FloatArray  # d errors / d values
+    dedv: FloatArray | None  # d errors / d values (computed when a Jacobian first needs it)
+    vol: FloatArray | None = None  # Black implied vols of a price model's values (vol space only)
+    jacobian: FloatArray | None = None  # d residuals / d theta, once computed
 
 
 class Objective:
@@ -265,45 +271,92 @@ class Objective:
         self.lower, self.upper = bounds_of(model.params)
         search = np.array([s.search_bounds for s in model.params], dtype=float).reshape(-1, 2)
         self.search_lower, self.search_upper = search[:, 0], search[:, 1]
-        self.ref_vega = reference_vega(quotes)
-        mean_vega = float(np.nanmean(self.ref_vega)) if np.isfinite(self.ref_vega).any() else 1.0
-        self.space_scale = 1.0 if space == "vol" else mean_vega
+        if space == "vol":
+            self.space_scale = 1.0
+        else:
+            self.space_scale = float(np.nanmean(self.ref_vega)) if np.isfinite(self.ref_vega).any() else 1.0
         self.nan_residual = NAN_RESIDUAL_VOL * self.space_scale
         q = quotes
         if space == "vol":
             self.target = (q.vol_mid, q.vol_bid, q.vol_ask)
-            if model.output == "price":  # prices of the vol targets, for quotes whose model price has no vol
-                self.price_target = tuple(
-                    black_price(q.forward, q.strike, q.ttm, v, is_call=q.is_call, discount=q.discount)
-                    for v in self.target
-                )
         else:
             self.target = (q.price_mid, q.price_bid, q.price_ask)
-        self._cache: _Evaluation | None = None
+        self._price_target: tuple[FloatArray, ...] | None = None
+        self._black_terms: tuple[FloatArray, FloatArray, FloatArray, FloatArray | None] | None = None
+        self._recent: list[_Evaluation] = []  # the last few evaluations, most recent first
         self.n_data = q.n
         defaults = np.array([spec.default for spec in model.params], dtype=float)
         self.n_constraints = int(np.asarray(model.constraints(defaults)).size)
 
+    @cached_property
+    def ref_vega(self) -> FloatArray:
+        """Market vega per quote (quote currency per 1.00 vol, :func:`reference_vega`), computed on first need."""
+        return reference_vega(self.quotes)
+
     # -- model output and errors -----------------------------------------------------------------------------
+
+    @property
+    def price_target(self) -> tuple[FloatArray, ...]:
+        """Black prices (quote currency) of the mid, bid and ask vol targets: the fallback targets of a price
+        model in vol space where a model price has no implied vol (computed on first need)."""
+        if self._price_target is None:
+            q = self.quotes
+            with np.errstate(all="ignore"):
+                self._price_target = tuple(
+                    black_price(q.forward, q.strike, q.ttm, v, is_call=q.is_call, discount=q.discount)
+                    for v in self.target
+                )
+        return self._price_target
+
+    def _terms(self) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray | None]:
+        """Vol-independent Black terms per quote: ``x = ln(F/K)``, ``sqrt(t)``, ``D F`` and the price normalisation
+        ``D sqrt(F K)`` (``None`` unless every quote has a valid contract: positive finite ``t, F, K, D``)."""
+        if self._black_terms is None:
+            q = self.quotes
+            with np.errstate(all="ignore"):
+                valid = np.all(np.isfinite(q.ttm) & (q.ttm > 0.0) & (q.discount > 0.0) & np.isfinite(q.discount))
+                valid &= np.all((q.forward > 0.0) & np.isfinite(q.forward) & (q.strike > 0.0) & np.isfinite(q.strike))
+                norm = q.discount * np.sqrt(q.forward * q.strike) if valid else None
+                self._black_terms = (np.log(q.forward / q.strike), np.sqrt(q.ttm), q.discount * q.forward, norm)
+        return self._black_terms
+
+    def _implied_vol(self, price: FloatArray) -> FloatArray:
+        """Black implied vols (decimal, NaN where none) of model prices (quote currency, discounted): the
+        normalised solver on ``V / (D sqrt(F K))`` with the vol-independent terms kept (the same solver as
+        :func:`calibration.implied_vol.implied_vol`, without its per-call validation of the contracts)."""
+        x, sqrt_t, _, norm = self._terms()
+        q = self.quotes
+        if norm is None:
+            return implied_vol(price, q.forward, q.strike, q.ttm, is_call=q.is_call, discount=q.discount).vol
+        return implied_std_normalised(price / norm, x, is_call=q.is_call) / sqrt_t
+
+    def _model_vega(self, vol: FloatArray) -> FloatArray:
+        """Black vega (quote currency per 1.00 vol) at the model vols: ``D F n(d1) sqrt(t)``, as
+        :func:`calibration.black.black_greeks` computes it, with the vol-independent factors kept."""
+        x, sqrt_t, df, _ = self._terms()
+        with np.errstate(all="ignore"):
+            return black_vega(x, sqrt_t, df, vol)
 
     def _evaluate(self, theta: FloatArray) -> _Evaluation:
         theta = np.asarray(theta, dtype=float)
-        if self._cache is not None and np.array_equal(self._cache.theta, theta):
-            return self._cache
+        for ev in self._recent:
+            if np.array_equal(ev.theta, theta):
+                return ev
         q = self.quotes
         values = np.asarray(self.model.values(theta, self.plan), dtype=float)
         mid, bid, ask = self.target
+        vol = None
+        dedv = None
         with np.errstate(all="ignore"):
             if self.space == "vol" and self.model.output == "vol":
                 e, dedv = band_errors(values, mid, bid, ask, fit_to=self.fit_to)
-            elif self.space == "vol":  # price model, vol residuals
-                vol = implied_vol(values, q.forward, q.strike, q.ttm, is_call=q.is_call, discount=q.discount).vol
+            elif self.space == "vol":  # price model, vol residuals: d errors / d values on first need
+                vol = self._implied_vol(values)
+                e = band_errors(vol, mid, bid, ask, fit_to=self.fit_to)[0]
                 has_vol = np.isfinite(vol)
-                e_vol, d_vol = band_errors(vol, mid, bid, ask, fit_to=self.fit_to)
-                e_px, d_px = band_errors(values, *self.price_target, fit_to=self.fit_to)
-                vega = black_greeks(q.forward, q.strike, q.ttm, vol, is_call=q.is_call, discount=q.discount).vega
-                e = np.where(has_vol, e_vol, e_px / self.ref_vega)
-                dedv = np.where(has_vol, d_vol / vega, d_px / self.ref_vega)
+                if not has_vol.all():
+                    e_px = band_errors(values, *self.price_target, fit_to=self.fit_to)[0]
+                    e = np.where(has_vol, e, e_px / self.ref_vega)
             elif self.model.output == "price":
                 e, dedv = band_errors(values, mid, bid, ask, fit_to=self.fit_to)
             else:  # vol model, price residuals
@@ -315,14 +368,43 @@ class Objective:
         bad = ~np.isfinite(e)
         if bad.any():
             e = np.where(bad, self.nan_residual, e)
+        if dedv is not None:
+            dedv = self._finite_dedv(dedv, bad)
+        ev = _Evaluation(theta=theta.copy(), values=values, errors=e, dedv=dedv, vol=vol)
+        self._recent = [ev] + self._recent[: RECENT_EVALUATIONS - 1]
+        return ev
+
+    @staticmethod
+    def _finite_dedv(dedv: FloatArray, bad: np.ndarray) -> FloatArray:
+        """``dedv`` with 0 where the error is not finite (NaN model output) or ``dedv`` itself is not."""
+        if bad.any():
             dedv = np.where(bad, 0.0, dedv)
-        dedv = np.where(np.isfinite(dedv), dedv, 0.0)
-        self._cache = _Evaluation(theta=theta.copy(), values=values, errors=e, dedv=dedv)
-        return self._cache
+        return np.where(np.isfinite(dedv), dedv, 0.0)
+
+    def _dedv(self, ev: _Evaluation) -> FloatArray:
+        """d errors / d values of an evaluation (a price model in vol space: ``de/dvol / vega`` at the model vol,
+        ``de/dprice / market vega`` where the model price has no vol)."""
+        if ev.dedv is None:
+            assert ev.vol is not None
+            mid, bid, ask = self.target
+            with np.errstate(all="ignore"):
+                d_vol = band_errors(ev.vol, mid, bid, ask, fit_to=self.fit_to)[1]
+                dedv = d_vol / self._model_vega(ev.vol)
+                has_vol = np.isfinite(ev.vol)
+                if not has_vol.all():
+                    d_px = band_errors(ev.values, *self.price_target, fit_to=self.fit_to)[1]
+                    dedv = np.where(has_vol, dedv, d_px / self.ref_vega)
+            ev.dedv = self._finite_dedv(dedv, ~np.isfinite(ev.errors))
+        return ev.dedv
 
     def model_values(self, theta: FloatArray) -> FloatArray:
         """The model's native output (vols or prices, see ``model.output``) at every quote, at ``theta``."""
         return self._evaluate(theta).values
+
+    def model_vols(self, theta: FloatArray) -> FloatArray | None:
+        """Black implied vols (decimal) of a price model's values at ``theta`` in vol space (``None`` otherwise:
+        the values are vols, or the residuals are in price space)."""
+        return self._evaluate(theta).vol
 
     def errors(self, theta: FloatArray) -> FloatArray:
         """Unweighted errors ``e_i`` (vol decimals or quote currency) at ``theta``."""
@@ -339,17 +421,19 @@ class Objective:
             parts.append(PENALTY_WEIGHT * self.space_scale * np.where(c >= 0.0, 0.0, np.where(np.isnan(c), -1.0, c)))
         if self.prior is not None:
             parts.append(np.sqrt(self.prior.lam) * (theta - self.prior.theta) / self.prior.scale)
-        return np.concatenate(parts)
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
     def jacobian(self, theta: FloatArray) -> FloatArray:
         """d residuals / d theta, shape ``(m, p)``."""
         theta = np.asarray(theta, dtype=float)
         ev = self._evaluate(theta)
+        if ev.jacobian is not None:
+            return ev.jacobian.copy()
         jv = self.model.jacobian(theta, self.plan)
         if jv is None:
             jv = self._finite_differences(theta, lambda th: self.model.values(th, self.plan), ev.values)
         jv = np.where(np.isfinite(jv), jv, 0.0)
-        parts = [(self.sqrt_w * ev.dedv)[:, None] * jv]
+        parts = [(self.sqrt_w * self._dedv(ev))[:, None] * jv]
         if self.n_constraints:
             c = np.asarray(self.model.constraints(theta), dtype=float)
             jc = np.zeros((c.shape[0], theta.shape[0]))
@@ -361,7 +445,8 @@ class Objective:
             parts.append(jc)
         if self.prior is not None:
             parts.append(np.diag(np.sqrt(self.prior.lam) / self.prior.scale))
-        return np.vstack(parts)
+        ev.jacobian = np.vstack(parts) if len(parts) > 1 else parts[0]
+        return ev.jacobian.copy()
 
     def _finite_differences(self, theta: FloatArray, fun, at: FloatArray) -> FloatArray:
         """Central differences of ``fun`` (one-sided next to a bound), shape ``(len(at), p)``."""

@@ -397,10 +397,12 @@ class BoundTransform:
     _both: FloatArray = field(init=False, repr=False)
     _lo: FloatArray = field(init=False, repr=False)
     _hi: FloatArray = field(init=False, repr=False)
+    _all_both: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         has_lo, has_hi = np.isfinite(self.lower), np.isfinite(self.upper)
         object.__setattr__(self, "_both", has_lo & has_hi)
+        object.__setattr__(self, "_all_both", bool(np.all(has_lo & has_hi)))
         object.__setattr__(self, "_lo", has_lo & ~has_hi)
         object.__setattr__(self, "_hi", ~has_lo & has_hi)
 
@@ -413,8 +415,10 @@ class BoundTransform:
     def to_external(self, x: FloatArray) -> FloatArray:
         """``theta(x)``."""
         x = np.asarray(x, dtype=float)
-        theta = x.copy()
         b, lo, hi = self._both, self._lo, self._hi
+        if self._all_both:  # the common case, without masks (same arithmetic)
+            return np.clip(self.lower + (self.upper - self.lower) * 0.5 * (1.0 + np.sin(x)), self.lower, self.upper)
+        theta = x.copy()
         theta[b] = self.lower[b] + (self.upper[b] - self.lower[b]) * 0.5 * (1.0 + np.sin(x[b]))
         theta[b] = np.clip(theta[b], self.lower[b], self.upper[b])
         theta[lo] = self.lower[lo] + self.scale[lo] * (np.sqrt(x[lo] ** 2 + 1.0) - 1.0)
@@ -424,8 +428,10 @@ class BoundTransform:
     def derivative(self, x: FloatArray) -> FloatArray:
         """``d theta / d x`` (diagonal of the transform's Jacobian)."""
         x = np.asarray(x, dtype=float)
-        d = np.ones_like(x)
         b, lo, hi = self._both, self._lo, self._hi
+        if self._all_both:
+            return (self.upper - self.lower) * 0.5 * np.cos(x)
+        d = np.ones_like(x)
         d[b] = (self.upper[b] - self.lower[b]) * 0.5 * np.cos(x[b])
         d[lo] = self.scale[lo] * x[lo] / np.sqrt(x[lo] ** 2 + 1.0)
         d[hi] = -self.scale[hi] * x[hi] / np.sqrt(x[hi] ** 2 + 1.0)
@@ -484,7 +490,8 @@ def _run_lm(problem: LeastSquaresProblem, x0: FloatArray, s: OptimizerSettings, 
         return a if short <= 0 else np.concatenate([a, np.zeros((short,) + a.shape[1:])])
 
     def fun(x: FloatArray) -> FloatArray:
-        return pad(robust(t.fun(transform.to_external(x)))[0])
+        r = t.fun(transform.to_external(x))
+        return pad(r if problem.loss == "linear" else robust(r)[0])
 
     jac: Callable | str = "2-point"
     if problem.jac is not None:
@@ -663,6 +670,14 @@ def _scaled(problem: LeastSquaresProblem, scale: float) -> LeastSquaresProblem:
     )
 
 
+def _first_point(problem: LeastSquaresProblem, method: str, x0: FloatArray) -> FloatArray:
+    """The first point a method evaluates from ``x0``: through the bound transform for lm and nelder."""
+    if method in ("lm", "nelder"):
+        transform = BoundTransform.of(problem)
+        return transform.to_external(transform.to_internal(x0))
+    return x0
+
+
 def minimize(
     problem: LeastSquaresProblem,
     settings: OptimizerSettings | None = None,
@@ -703,9 +718,11 @@ def minimize(
 
     # Residuals are divided by their rms at the start, so that the absolute tolerances of some methods (the
     # gradient of trf, the cost change of L-BFGS-B below 1) act relative to the starting error.
+    # the scale is measured where the method starts (lm and nelder: x0 through their bound transform), so that
+    # the method's first evaluation is the one already made (a residual function that caches its last point)
     first = _Tracker(problem, monitor)
     try:
-        r0 = first.fun(x0)
+        r0 = first.fun(_first_point(problem, settings.method, x0))
     except CalibrationCancelled:
         return OptimizeOutcome(x=x0, cost=float("nan"), nfev=1, njev=0, success=False, message=CANCELLED)
     scale = _residual_scale(problem, r0)

@@ -62,30 +62,36 @@ def _expm1_ratio(x: FloatArray) -> tuple[FloatArray, FloatArray]:
 def _z_over_x(z: FloatArray, rho: FloatArray, *, derivatives: bool
               ) -> tuple[FloatArray, FloatArray | None, FloatArray | None]:
     """``Q = z / x(z)`` with ``x(z) = ln((sqrt(1 - 2 rho z + z^2) + z - rho)/(1 - rho))``, and (optionally)
-    ``dQ/dz`` and ``dQ/drho``, in cancellation-free forms; a third-order series below ``|z| = 1e-4``."""
-    s = np.sqrt(1.0 - 2.0 * rho * z + z * z)
-    excess = (z * z - 2.0 * rho * z) / (s + 1.0)  # s - 1
-    upper = z >= 0.0
-    # z >= 0: x = log1p((s - 1 + z)/(1 - rho)); z < 0: x = -log1p((s - 1 - z)/(1 + rho)); arguments >= 0
-    x = np.log1p(np.where(upper, (excess + z) / (1.0 - rho), (excess - z) / (1.0 + rho)))
-    x = np.where(upper, x, -x)
-    small = np.abs(z) < _Z_SERIES
+    ``dQ/dz`` and ``dQ/drho``, in cancellation-free forms; a third-order series below ``|z| = 1e-4``.
+
+    ``x`` is odd under ``(z, rho) -> (-z, -rho)`` (the product of the two logarithms' arguments is ``1 - rho^2``),
+    so ``Q`` is even and its derivatives odd: everything is evaluated at ``|z|`` and ``sign(z) rho``, where
+    ``x = log1p((s - 1 + |z|)/(1 - sign(z) rho))`` has a non-negative argument and no cancellation.
+    """
+    sign = np.where(z >= 0.0, 1.0, -1.0)
+    za = sign * z  # |z|
+    ra = sign * rho
+    tail = za * (za - 2.0 * ra)  # s^2 - 1
+    s = np.sqrt(1.0 + tail)
+    s1 = s + 1.0
+    gap = tail / s1 + za  # s - 1 + |z| >= 0
+    one_minus = 1.0 - ra
+    x = np.log1p(gap / one_minus)  # x(|z|, sign(z) rho) >= 0
+    small = za < _Z_SERIES
     series = bool(small.any())  # only quotes at (or within 1e-4 of) the money take the series
-    c2 = (2.0 - 3.0 * rho * rho) / 12.0
-    c3 = rho * (5.0 - 6.0 * rho * rho) / 24.0
     safe_x = np.where(small, 1.0, x) if series else x
-    q = z / safe_x
+    q = za / safe_x
     if series:
+        c2 = (2.0 - 3.0 * rho * rho) / 12.0
+        c3 = rho * (5.0 - 6.0 * rho * rho) / 24.0
         q = np.where(small, 1.0 + z * (-0.5 * rho + z * (c2 + z * c3)), q)
     if not derivatives:
         return q, None, None
-    dq_dz = (x - z / s) / (safe_x * safe_x)
-    # dx/drho = z^2 (s + z - 2 rho - rho (z - 2 rho)/(s + 1)) / ((s + 1) s (s + z - rho) (1 - rho)); for z < 0
-    # s + z = (1 - 2 rho z)/(s - z) and s + z - rho = (1 - rho^2)/(s - z + rho) avoid the cancellation
-    s_plus_z = np.where(upper, s + z, (1.0 - 2.0 * rho * z) / (s - z))
-    inv_gap = np.where(upper, 1.0 / (s + z - rho), (s - z + rho) / (1.0 - rho * rho))
-    bracket = s_plus_z - 2.0 * rho - rho * (z - 2.0 * rho) / (s + 1.0)
-    dq_drho = -q * q * z * bracket * inv_gap / ((s + 1.0) * s * (1.0 - rho))
+    dq_dz = sign * (x - za / s) / (safe_x * safe_x)
+    # at (|z|, sign(z) rho): dx/drho = z^2 (s + z - 2 rho - rho (z - 2 rho)/(s + 1))
+    #                                  / ((s + 1) s (s + z - rho) (1 - rho)), and s + z - rho = gap + 1 - rho
+    bracket = s + za - 2.0 * ra - ra * (za - 2.0 * ra) / s1
+    dq_drho = (-sign) * q * q * za * bracket / ((gap + one_minus) * s1 * s * one_minus)
     if series:
         dq_dz = np.where(small, -0.5 * rho + z * (2.0 * c2 + 3.0 * c3 * z), dq_dz)
         dq_drho = np.where(small, z * (-0.5 + z * (-0.5 * rho + z * (5.0 - 18.0 * rho * rho) / 24.0)), dq_drho)
@@ -106,22 +112,26 @@ def _sabr(k: FloatArray, t: FloatArray, alpha: FloatArray, beta: FloatArray | fl
         decay = np.exp(-0.5 * c * k)  # (F/K)^(c/2), the normalised (FK)^(-c/2)
     else:
         ratio, ratio_slope, decay = beta_terms
-    inv_alpha = 1.0 / alpha
-    z = -nu * k * ratio * inv_alpha
+    z = (nu / alpha) * (-k * ratio)
     ad = alpha * decay
     t24 = t / 24.0
-    correction = 1.0 + t24 * (c * c * ad * ad + 6.0 * rho * beta * nu * ad + (2.0 - 3.0 * rho * rho) * nu * nu)
+    # correction = 1 + t/24 (c^2 ad^2 + 6 rho beta nu ad + (2 - 3 rho^2) nu^2), ad = alpha (F/K)^(c/2)
+    c2ad = (c * c) * ad
+    six_rbn = (6.0 * beta) * rho * nu
+    curv_nu = (2.0 - 3.0 * rho * rho) * nu
+    correction = 1.0 + t24 * ((c2ad + six_rbn) * ad + curv_nu * nu)
     q, dq_dz, dq_drho = _z_over_x(z, rho, derivatives=gradient)
     level = alpha / ratio
-    vol = level * q * correction
+    lq = level * q
+    vol = lq * correction
     if not gradient:
         return vol, []
     assert dq_dz is not None and dq_drho is not None
-    lq = level * q
+    lt = lq * t24
     lc = correction / ratio
-    d_alpha = lc * (q - z * dq_dz) + lq * t24 * (2.0 * c * c * ad * decay + 6.0 * rho * beta * nu * decay)
-    d_rho = lc * alpha * dq_drho + lq * t24 * (6.0 * beta * nu * ad - 6.0 * rho * nu * nu)
-    d_nu = -correction * k * dq_dz + lq * t24 * (6.0 * rho * beta * ad + 2.0 * (2.0 - 3.0 * rho * rho) * nu)
+    d_alpha = lc * (q - z * dq_dz) + lt * decay * (2.0 * c2ad + six_rbn)
+    d_rho = lc * alpha * dq_drho + lt * (6.0 * nu) * (beta * ad - rho * nu)
+    d_nu = lt * ((6.0 * beta) * rho * ad + 2.0 * curv_nu) - correction * k * dq_dz
     if not fit_beta:
         return vol, [d_alpha, d_rho, d_nu]
     ratio_beta = -k * ratio_slope  # dR/dbeta
@@ -167,12 +177,13 @@ def hagan_alpha(atm_vol: ArrayLike, t: ArrayLike, beta: ArrayLike, rho: ArrayLik
     a2 = t * rho * beta * nu / 4.0
     a1 = 1.0 + t * (2.0 - 3.0 * rho * rho) * nu * nu / 24.0
     alpha = atm / np.maximum(a1, 0.1)
+    floor, tol, three_a3, two_a2 = 0.1 * a1, 1e-15 * atm, 3.0 * a3, 2.0 * a2
     for _ in range(20):
         f = ((a3 * alpha + a2) * alpha + a1) * alpha - atm
-        if np.all(np.abs(f) <= 1e-15 * atm):
+        if (np.abs(f) <= tol).all():
             break
-        df = (3.0 * a3 * alpha + 2.0 * a2) * alpha + a1
-        alpha = np.maximum(alpha - f / np.where(df > 0.1 * a1, df, 0.1 * a1), 0.1 * alpha)
+        df = (three_a3 * alpha + two_a2) * alpha + a1
+        alpha = np.maximum(alpha - f / np.maximum(df, floor), 0.1 * alpha)
     return alpha
 
 

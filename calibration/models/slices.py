@@ -64,7 +64,7 @@ class SlicePlan:
             return theta[:, None]
         if theta.shape != (self.n_expiries, p):
             raise ValueError(f"expected parameters of shape ({self.n_expiries}, {p}), got {theta.shape}")
-        return theta[self.expiry_index].T
+        return theta.T.take(self.expiry_index, axis=1)
 
 
 def single_expiry(quotes: QuoteArrays, model: str) -> None:
@@ -157,6 +157,11 @@ def pad_by_expiry(expiry_index: NDArray[np.intp], n_expiries: int, *arrays: Floa
     """Lay per-quote arrays out as ``(m, N)`` rows, one per expiry, ``N`` the largest number of quotes of an
     expiry; the last array returned is the mask of real entries (padding holds the expiry's first value, or 0).
     """
+    n = expiry_index.shape[0]
+    if n and n % n_expiries == 0 and (expiry_index.reshape(n_expiries, -1) == np.arange(n_expiries)[:, None]).all():
+        # already sorted by expiry with as many quotes in every expiry: the layout is a reshape
+        return (*(np.array(values, dtype=float).reshape(n_expiries, -1) for values in arrays),
+                np.ones((n_expiries, n // n_expiries), dtype=bool))
     counts, row, col = expiry_layout(expiry_index, n_expiries)
     width = max(int(counts.max(initial=0)), 1)
     mask = np.zeros((n_expiries, width), dtype=bool)
@@ -175,6 +180,10 @@ INITIAL_DAMPING = 1e-4
 #: An accepted step whose actual/predicted cost decrease exceeds this ratio divides the damping by 10 (otherwise
 #: Nielsen's rule: ``max(1/3, 1 - (2 ratio - 1)^3)``): near the optimum the iteration becomes Gauss-Newton fast.
 GOOD_GAIN = 0.9
+#: Largest relative size (max-norm, against the parameters' max-norm) of the final step that :func:`fit_slices`
+#: takes without evaluating the model (its predicted gain must also be below ``ftol`` of the cost, or leave an
+#: exact fit, and the damping at most 1).
+FINAL_STEP = 1e-5
 #: Root-mean-square residual (model units) below which :func:`fit_slices` calls a slice fitted exactly.
 EXACT_FIT_RMS = 1e-11
 
@@ -188,7 +197,9 @@ class SliceFit:
     theta
         ``(m, p)`` fitted parameters, one row per expiry.
     cost
-        ``(m,)`` half sum of squared weighted residuals per expiry (vol units squared).
+        ``(m,)`` half sum of squared weighted residuals per expiry (vol units squared), at the last evaluated
+        parameters: a final small Gauss-Newton step, predicted to gain less than ``ftol`` of it or to leave an
+        exact fit, may follow without a model evaluation.
     converged
         ``(m,)`` True where the expiry met a tolerance before ``max_iter``.
     iterations
@@ -236,41 +247,67 @@ def fit_slices(
         Largest number of iterations.
     ftol, xtol
         An expiry stops when an accepted step lowers its cost by less than ``ftol`` times the cost, or moves
-        its parameters by less than ``xtol`` relative.
+        its parameters by less than ``xtol`` relative, or when the next step is small and predicted (by the
+        linear model) to gain less than ``ftol`` of the cost or to leave an exact fit: that last step is taken
+        without evaluating the model.
+
+    Notes
+    -----
+    Each iteration costs one model evaluation with Jacobian. Residuals and Jacobian are laid out as ``[J | r]``
+    in the padded ``(m, N)`` layout (a reshape when the quotes are sorted by expiry with as many per expiry), and
+    one batched matrix product gives ``J'J``, ``J'r`` and ``r'r`` of every expiry; only these ``(m, p+1, p+1)``
+    Gram matrices are kept between iterations, and the ``(m, p, p)`` damped normal equations are solved by one
+    batched ``np.linalg.solve``.
     """
     theta = np.array(theta0, dtype=float)
     m, p = theta.shape
     by_expiry = getattr(model, "expiry_bounds", None)
     if by_expiry is not None:
         lower, upper = by_expiry(plan)
-    else:
-        lower = np.tile([spec.lower for spec in model.params], (m, 1))
-        upper = np.tile([spec.upper for spec in model.params], (m, 1))
+    else:  # the same bounds for every expiry, (1, p)
+        lower = np.array([[spec.lower for spec in model.params]])
+        upper = np.array([[spec.upper for spec in model.params]])
     theta = np.minimum(np.maximum(theta, lower), upper)
     target = np.asarray(target, dtype=float)
     wt = None if weight is None else np.asarray(weight, dtype=float)
-    counts, row, col = expiry_layout(plan.expiry_index, m)
-    width = max(int(counts.max(initial=0)), 1)
-    slot = row * width + col  # flat position of each quote in the padded (m, width) layout
+    index = plan.expiry_index
+    n = index.shape[0]
+    # sorted by expiry with as many quotes in every expiry: the padded layout is a reshape
+    dense = m > 0 and n > 0 and n % m == 0 and bool((index.reshape(m, -1) == np.arange(m)[:, None]).all())
+    if dense:
+        width, counts, slot = n // m, np.full(m, n // m), None
+    else:
+        counts, row, col = expiry_layout(index, m)
+        width = max(int(counts.max(initial=0)), 1)
+        slot = row * width + col  # flat position of each quote in the padded (m, width) layout
     fused = getattr(model, "value_and_jacobian", None)
-    constrained = np.asarray(model.constraints(theta)).size > 0
+    constraints = np.asarray(model.constraints(theta))
+    constrained = constraints.size > 0
+    # [J | r] per quote in the padded layout (padding rows stay zero); its Gram matrix per expiry holds J'J, J'r
+    # and r'r (twice the cost) at once
+    augmented = np.zeros((m * width, p + 1))
+    stacked = augmented.reshape(m, width, p + 1)
+    gram_of = stacked.transpose(0, 2, 1)
 
-    def evaluate(th: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    def evaluate(th: FloatArray) -> FloatArray:
         value, jacobian = fused(th, plan) if fused is not None else (model.values(th, plan), model.jacobian(th, plan))
-        res = np.zeros(m * width)
-        jac = np.zeros((m * width, p))
-        if wt is None:
-            res[slot] = value - target
-            jac[slot] = jacobian
+        if wt is not None:
+            value = (value - target) * wt
+            jacobian = jacobian * wt[:, None]
         else:
-            res[slot] = (value - target) * wt
-            jac[slot] = jacobian * wt[:, None]
-        res = res.reshape(m, width)
-        return res, jac.reshape(m, width, p), 0.5 * (res * res).sum(axis=1)
+            value = value - target
+        if dense:
+            augmented[:, :p] = jacobian
+            augmented[:, p] = value
+        else:
+            augmented[slot, :p] = jacobian
+            augmented[slot, p] = value
+        return gram_of @ stacked
 
-    res, jac, cost = evaluate(theta)
+    gram = evaluate(theta)
+    cost = 0.5 * gram[:, p, p]
     # a start that breaks the constraints may move anywhere that lowers the cost; a feasible one stays feasible
-    feasible = (np.asarray(model.constraints(theta)).reshape(m, -1) >= 0.0).all(axis=1) if constrained else None
+    feasible = (constraints.reshape(m, -1) >= 0.0).all(axis=1) if constrained else None
     scale_wt = 1.0 if wt is None else float(np.max(wt, initial=0.0))
     exact = 0.5 * (EXACT_FIT_RMS * scale_wt) ** 2 * counts  # an exact fit: nothing left to gain
     damping = np.full(m, INITIAL_DAMPING)
@@ -280,10 +317,8 @@ def fit_slices(
     tiny = np.finfo(float).tiny
     iterations = 0
     while iterations < max_iter and not done.all():
-        iterations += 1
-        jt = jac.transpose(0, 2, 1)
-        hess = jt @ jac
-        rhs = -(jt @ res[..., None])[..., 0]  # minus the gradient
+        hess = gram[:, :p, :p]
+        rhs = -gram[:, :p, p]  # minus the gradient
         shift = damping[:, None] * (hess.diagonal(0, 1, 2) + tiny)  # Marquardt: damping scaled by diag(J'J)
         system = hess + shift[:, :, None] * eye
         if ((theta <= lower) | (theta >= upper)).any():
@@ -292,24 +327,45 @@ def fit_slices(
             system = np.where(fixed[:, :, None] | fixed[:, None, :], eye, system)
             rhs[fixed] = 0.0
         step = np.linalg.solve(system, rhs[..., None])[..., 0]
-        step[done] = 0.0
         # predicted decrease of the cost for the (unclipped) step: (shift.step^2 + rhs.step) / 2
         predicted = 0.5 * ((shift * step + rhs) * step).sum(axis=1)
+        # at the optimum: a small, nearly Gauss-Newton step that the linear model says gains less than ftol of the
+        # cost, or leaves an exact fit, is taken without evaluating the model there (it would only confirm it)
+        final = (predicted <= ftol * cost) | (cost - predicted <= exact)
+        if final.any():
+            final &= (damping <= 1.0) & ~done & (
+                np.abs(step).max(axis=1) <= FINAL_STEP * (np.abs(theta).max(axis=1) + FINAL_STEP))
+            last = np.minimum(np.maximum(theta + step, lower), upper)
+            if constrained:
+                final &= (np.asarray(model.constraints(last)).reshape(m, -1) >= 0.0).all(axis=1) | ~feasible
+            np.copyto(theta, last, where=final[:, None])
+            done |= final
+            if done.all():
+                break
+        iterations += 1
+        if done.any():
+            step[done] = 0.0
         trial = np.minimum(np.maximum(theta + step, lower), upper)
-        t_res, t_jac, t_cost = evaluate(trial)
+        t_gram = evaluate(trial)
+        t_cost = 0.5 * t_gram[:, p, p]
         accept = (t_cost <= cost) & ~done
         if constrained:
             t_feasible = (np.asarray(model.constraints(trial)).reshape(m, -1) >= 0.0).all(axis=1)
             accept &= t_feasible | ~feasible
             np.copyto(feasible, t_feasible, where=accept)
         small = np.abs(trial - theta).max(axis=1) <= xtol * (np.abs(theta).max(axis=1) + xtol)
-        done |= (accept & ((cost - t_cost <= ftol * cost) | (t_cost <= exact))) | small | (damping > 1e16)
-        gain = (cost - t_cost) / np.where(predicted > 0.0, predicted, np.inf)
+        gained = cost - t_cost
+        done |= (accept & ((gained <= ftol * cost) | (t_cost <= exact))) | small | (damping > 1e16)
+        gain = gained / np.where(predicted > 0.0, predicted, np.inf)
         shrink = np.where(gain > GOOD_GAIN, 0.1, np.maximum(1.0 / 3.0, 1.0 - (2.0 * gain - 1.0) ** 3))
+        if accept.all():
+            damping = damping * shrink
+            growth.fill(2.0)
+            theta, gram, cost = trial, t_gram, t_cost
+            continue
         damping = np.where(accept, damping * shrink, np.minimum(damping * growth, 1e20))
         growth = np.where(accept, 2.0, np.minimum(growth * 2.0, 1e3))
         np.copyto(theta, trial, where=accept[:, None])
-        np.copyto(res, t_res, where=accept[:, None])
-        np.copyto(jac, t_jac, where=accept[:, None, None])
+        np.copyto(gram, t_gram, where=accept[:, None, None])
         np.copyto(cost, t_cost, where=accept)
     return SliceFit(theta=theta, cost=cost, converged=done & (counts > 0), iterations=iterations)

@@ -150,37 +150,46 @@ def _box_fit(stats: tuple[FloatArray, ...], k: FloatArray, weights: FloatArray, 
         Weighted mean squared error, ``a``, ``u``, ``v``, each ``(S, G)``.
     """
     ek, vk, ew, vw, ckw = stats
-    y = k[:, None, :] - m[..., None]
-    z = np.sqrt(y * y + (s * s)[..., None])
-    moments = z @ weights  # E[Z], E[kZ], E[Zw], (S, G, 3)
+    z = k[:, None, :] - m[..., None]  # Y, then Z in place
+    z *= z
+    z += (s * s)[..., None]
+    moments = np.sqrt(z, out=z) @ weights  # E[Z], E[kZ], E[Zw], (S, G, 3)
     ez, ekz, ezw = moments[..., 0], moments[..., 1], moments[..., 2]
     ey = ek - m
-    vz = (vk + ey * ey) + (s * s - ez * ez)
+    s2 = s * s
+    vz = (vk + ey * ey) + (s2 - ez * ez)
     cyz = ekz - ek * ez
     czw = ezw - ew * ez
-    huu = vz + vk + 2.0 * cyz
-    hvv = huu - 4.0 * cyz
     huv = vz - vk
+    huu = huv + 2.0 * (vk + cyz)
+    hvv = huu - 4.0 * cyz
     gu = czw + ckw
     gv = czw - ckw
     inv_det = 1.0 / np.maximum(huu * hvv - huv * huv, 1e-300)
     inv_huu = 1.0 / np.maximum(huu, 1e-300)
     inv_hvv = 1.0 / np.maximum(hvv, 1e-300)
-    zero, one = np.zeros_like(m), np.ones_like(m)
     # candidates: the unconstrained minimum (clipped into the box: a feasible point, the optimum when inside)
     # and the minimum on each edge of the box (1-D convex problems: clipping is exact); the best is the optimum
-    u = np.stack((np.clip((gu * hvv - gv * huv) * inv_det, 0.0, 1.0), zero, one, np.clip(gu * inv_huu, 0.0, 1.0),
-                  np.clip((gu - huv) * inv_huu, 0.0, 1.0)))
-    v = np.stack((np.clip((gv * huu - gu * huv) * inv_det, 0.0, 1.0), np.clip(gv * inv_hvv, 0.0, 1.0),
-                  np.clip((gv - huv) * inv_hvv, 0.0, 1.0), zero, one))
-    f = (huu * u - 2.0 * gu) * u + (hvv * v - 2.0 * gv) * v + 2.0 * huv * u * v
-    pick = np.argmin(f, axis=0)[None]
-    best_u = np.take_along_axis(u, pick, 0)[0]
-    best_v = np.take_along_axis(v, pick, 0)[0]
+    u = np.empty((5,) + m.shape)
+    v = np.empty((5,) + m.shape)
+    u[0] = (gu * hvv - gv * huv) * inv_det
+    v[0] = (gv * huu - gu * huv) * inv_det
+    u[1], u[2] = 0.0, 1.0  # edges u = 0 and u = 1: v at its 1-D minimum
+    v[1] = gv * inv_hvv
+    v[2] = v[1] - huv * inv_hvv
+    v[3], v[4] = 0.0, 1.0  # edges v = 0 and v = 1
+    u[3] = gu * inv_huu
+    u[4] = u[3] - huv * inv_huu
+    np.minimum(np.maximum(u, 0.0, out=u), 1.0, out=u)
+    np.minimum(np.maximum(v, 0.0, out=v), 1.0, out=v)
+    f = u * (huu * u + (2.0 * huv) * v - 2.0 * gu) + v * (hvv * v - 2.0 * gv)
+    pick = np.argmin(f, axis=0).ravel() * f[0].size + np.arange(f[0].size)  # flat index of the best candidate
+    best_u = u.reshape(-1)[pick].reshape(m.shape)
+    best_v = v.reshape(-1)[pick].reshape(m.shape)
     a = ew - best_u * (ez + ey) - best_v * (ez - ey)
     # the minimum total variance a + 2 sigma sqrt(uv) must not be negative: raise a, at a cost of shift^2
     shift = np.maximum(-2.0 * s * np.sqrt(best_u * best_v) - a, 0.0)
-    return vw + np.take_along_axis(f, pick, 0)[0] + shift * shift, a + shift, best_u, best_v
+    return vw + f.reshape(-1)[pick].reshape(m.shape) + shift * shift, a + shift, best_u, best_v
 
 
 def quasi_explicit(k: ArrayLike, w: ArrayLike, weight: ArrayLike, *, zooms: int = 1) -> FloatArray:
@@ -217,11 +226,11 @@ def quasi_explicit(k: ArrayLike, w: ArrayLike, weight: ArrayLike, *, zooms: int 
     wn = np.where(valid, weight, 0.0) / np.where(total > 0.0, total, 1.0)
     k = np.where(valid, k, 0.0)
     w = np.where(valid, w, 0.0)
-    ek = (wn * k).sum(axis=1, keepdims=True)
-    ew = (wn * w).sum(axis=1, keepdims=True)
-    stats = (ek, (wn * k * k).sum(axis=1, keepdims=True) - ek * ek, ew,
-             (wn * w * w).sum(axis=1, keepdims=True) - ew * ew, (wn * k * w).sum(axis=1, keepdims=True) - ek * ew)
     weights = np.stack((wn, wn * k, wn * w), axis=-1)
+    # weighted moments E[x y] of x, y in (1, k, w), one (3, 3) matrix per expiry
+    moments = weights.transpose(0, 2, 1) @ np.stack((np.ones_like(k), k, w), axis=-1)
+    ek, ew = moments[:, 0, 1:2], moments[:, 0, 2:3]
+    stats = (ek, moments[:, 1, 1:2] - ek * ek, ew, moments[:, 2, 2:3] - ew * ew, moments[:, 1, 2:3] - ek * ew)
     kmin = np.where(valid, k, np.inf).min(axis=1)
     kmax = np.where(valid, k, -np.inf).max(axis=1)
     kmin = np.where(np.isfinite(kmin), kmin, -0.1)
@@ -250,8 +259,9 @@ def quasi_explicit(k: ArrayLike, w: ArrayLike, weight: ArrayLike, *, zooms: int 
             j = np.argpartition(f, _CANDIDATES - 1, axis=1)[:, :_CANDIDATES]
         else:
             j = np.argmin(f, axis=1)[:, None]
-        m_best, s_best, a_best, u_best, v_best = m[rows, j], s[rows, j], a[rows, j], u[rows, j], v[rows, j]
-    m_best, s_best, a_best, u_best, v_best = (x[:, 0] for x in (m_best, s_best, a_best, u_best, v_best))
+        m_best, s_best = m[rows, j], s[rows, j]
+    a_best, u_best, v_best = (x[rows, j][:, 0] for x in (a, u, v))
+    m_best, s_best = m_best[:, 0], s_best[:, 0]
     b = u_best + v_best
     rho = (u_best - v_best) / np.where(b > 0.0, b, 1.0)
     theta = np.stack((a_best, b, rho, m_best, s_best), axis=1)
@@ -311,20 +321,25 @@ class SVI:
         ``MIN_WIDTH``), intersected with :attr:`params`. The quasi-explicit guess searches the same region.
         """
         n = plan.n_expiries
-        lower = np.tile([p.lower for p in self.params], (n, 1))
-        upper = np.tile([p.upper for p in self.params], (n, 1))
-        kmin = np.full(n, np.inf)
-        kmax = np.full(n, -np.inf)
-        np.minimum.at(kmin, plan.expiry_index, plan.k)
-        np.maximum.at(kmax, plan.expiry_index, plan.k)
-        seen = np.isfinite(kmin)
-        width = np.where(seen, np.maximum(kmax - kmin, MIN_WIDTH), 1.0)
-        for col, lo, hi in ((3, kmin - M_REACH * width, kmax + M_REACH * width),
-                            (4, width * SIGMA_SPAN[0], width * SIGMA_SPAN[1])):
-            lower[:, col] = np.where(seen, np.maximum(lower[:, col], lo), lower[:, col])
-            upper[:, col] = np.where(seen, np.minimum(upper[:, col], hi), upper[:, col])
-        upper = np.maximum(upper, lower)
-        return lower, upper
+        params = self.params
+        lo = np.array([p.lower for p in params])
+        hi = np.array([p.upper for p in params])
+        lower = np.empty((n, 5))
+        upper = np.empty((n, 5))
+        lower[:] = lo
+        upper[:] = hi
+        kk, mask = pad_by_expiry(plan.expiry_index, n, plan.k)  # padding repeats a quote of the expiry
+        kmin, kmax = kk.min(axis=1), kk.max(axis=1)
+        width = np.maximum(kmax - kmin, MIN_WIDTH)
+        lower[:, 3] = np.maximum(lo[3], kmin - M_REACH * width)
+        upper[:, 3] = np.minimum(hi[3], kmax + M_REACH * width)
+        lower[:, 4] = np.maximum(lo[4], SIGMA_SPAN[0] * width)
+        upper[:, 4] = np.minimum(hi[4], SIGMA_SPAN[1] * width)
+        unseen = ~mask.any(axis=1)
+        if unseen.any():  # an expiry without quotes keeps the bounds of the parameters
+            lower[unseen] = lo
+            upper[unseen] = hi
+        return lower, np.maximum(upper, lower)
 
     def for_quotes(self, quotes: QuoteArrays) -> "SVI":
         """This model with ``m`` and ``sigma`` bounded by the quotes' range (:meth:`expiry_bounds`; the union over

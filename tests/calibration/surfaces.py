@@ -14,15 +14,11 @@ from calibration.surface import FittedSurface
 VOGT = (-0.0410, 0.1331, 0.3060, 0.3586, 0.4153)
 
 
-@dataclass(frozen=True)
-class TotalVarianceModel:
-    """Surface model whose vol is ``sqrt(w(k, t) / t)`` for a plain total-variance function (no parameters)."""
+class FixedSurfaceModel:
+    """The protocol boilerplate of a test-only surface model without parameters: subclasses set ``name``,
+    ``label``, ``output`` and ``values``."""
 
-    w: Callable[[np.ndarray, np.ndarray], np.ndarray]
-    name: ClassVar[str] = "test_w"
-    label: ClassVar[str] = "test total variance"
     kind: ClassVar[str] = "surface"
-    output: ClassVar[str] = "vol"
     params: ClassVar[tuple] = ()
 
     def initial_guess(self, quotes):
@@ -34,11 +30,21 @@ class TotalVarianceModel:
     def prepare(self, quotes):
         return quotes
 
-    def values(self, theta, quotes):
-        return np.sqrt(self.w(quotes.k, quotes.ttm) / quotes.ttm)
-
     def jacobian(self, theta, quotes):
         return None
+
+
+@dataclass(frozen=True)
+class TotalVarianceModel(FixedSurfaceModel):
+    """Surface model whose vol is ``sqrt(w(k, t) / t)`` for a plain total-variance function (no parameters)."""
+
+    w: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    name: ClassVar[str] = "test_w"
+    label: ClassVar[str] = "test total variance"
+    output: ClassVar[str] = "vol"
+
+    def values(self, theta, quotes):
+        return np.sqrt(self.w(quotes.k, quotes.ttm) / quotes.ttm)
 
 
 def surface_of(w) -> FittedSurface:

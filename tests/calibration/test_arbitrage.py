@@ -28,7 +28,7 @@ from calibration.black import black_price
 from calibration.errors import CalibrationError
 from calibration.models.black_flat import FlatBlack
 from calibration.surface import FittedSurface
-from tests.calibration.surfaces import VOGT, raw_svi, ssvi_w, surface_of
+from tests.calibration.surfaces import VOGT, FixedSurfaceModel, raw_svi, ssvi_w, surface_of
 
 
 
@@ -219,27 +219,13 @@ def test_black_flat_with_decreasing_total_variance_is_flagged_everywhere():
 
 
 @dataclass(frozen=True)
-class QuantLibHeston:
+class QuantLibHeston(FixedSurfaceModel):
     """Test-only price-output surface model: Heston prices from QuantLib's AnalyticHestonEngine (r = q = 0,
     spot = forward). ``theta = (v0, kappa, theta, sigma, rho)``; times to expiry must be whole days."""
 
     name: ClassVar[str] = "ql_heston"
     label: ClassVar[str] = "QuantLib Heston"
-    kind: ClassVar[str] = "surface"
     output: ClassVar[str] = "price"
-    params: ClassVar[tuple] = ()
-
-    def initial_guess(self, quotes):
-        return np.empty(0)
-
-    def constraints(self, theta):
-        return np.empty(0)
-
-    def prepare(self, quotes):
-        return quotes
-
-    def jacobian(self, theta, quotes):
-        return None
 
     def values(self, theta, quotes):
         ql = pytest.importorskip("QuantLib")
@@ -272,7 +258,7 @@ def test_heston_from_an_independent_pricer_is_not_flagged_for_its_noise():
 
 
 @dataclass(frozen=True)
-class NoisyPriceModel:
+class NoisyPriceModel(FixedSurfaceModel):
     """Price-output surface model: Black prices of a total-variance function plus seeded noise of ``noise * D F``
     (a stand-in for a Fourier pricer's rounding)."""
 
@@ -280,21 +266,7 @@ class NoisyPriceModel:
     noise: float = 0.0
     name: ClassVar[str] = "noisy_price"
     label: ClassVar[str] = "noisy prices"
-    kind: ClassVar[str] = "surface"
     output: ClassVar[str] = "price"
-    params: ClassVar[tuple] = ()
-
-    def initial_guess(self, quotes):
-        return np.empty(0)
-
-    def constraints(self, theta):
-        return np.empty(0)
-
-    def prepare(self, quotes):
-        return quotes
-
-    def jacobian(self, theta, quotes):
-        return None
 
     def values(self, theta, q):
         vol = np.sqrt(self.w(q.k, q.ttm) / q.ttm)

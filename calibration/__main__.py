@@ -123,15 +123,45 @@ def _model_options(pairs: Sequence[str]) -> dict:
     return options
 
 
-def _cmd_fit(args: argparse.Namespace) -> int:
-    from calibration.calibrate import CalibrationSettings, calibrate
-    from calibration.snapshot import load_snapshot
+def _calibration_settings(args: argparse.Namespace):
+    """The CalibrationSettings of the flags added by :func:`_add_calibration_arguments`."""
+    from calibration.calibrate import CalibrationSettings
 
-    settings = CalibrationSettings(
+    return CalibrationSettings(
         model=args.model, optimizer=args.optimizer, space=args.space, weights=args.weights, loss=args.loss,
-        fit_to=args.fit_to, multistart=args.multistart, seed=args.seed, model_options=_model_options(args.option),
+        fit_to=args.fit_to, multistart=getattr(args, "multistart", 0), seed=args.seed,
+        model_options=_model_options(args.option),
         max_evals=args.max_evals if args.max_evals is not None else CalibrationSettings.max_evals,
     )
+
+
+def _add_calibration_arguments(parser: argparse.ArgumentParser, *, multistart: bool) -> None:
+    """The model, optimizer and objective flags shared by ``fit`` and ``backtest``."""
+    from calibration.models import MODEL_NAMES
+    from calibration.objective import FIT_TO, SPACES, WEIGHTS
+    from calibration.optimizers import LOSSES, OPTIMIZERS
+    parser.add_argument("--model", choices=MODEL_NAMES, default="svi", help="model (default %(default)s)")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="lm", help="optimizer (default %(default)s)")
+    parser.add_argument("--space", choices=SPACES, default="vol", help="residual space (default %(default)s)")
+    parser.add_argument("--weights", choices=WEIGHTS, default="vega", help="quote weights (default %(default)s)")
+    parser.add_argument("--loss", choices=LOSSES, default="linear", help="robust loss (default %(default)s)")
+    parser.add_argument("--fit-to", choices=FIT_TO, default="mid", help="fit the mid or the bid-ask band")
+    if multistart:
+        parser.add_argument("--multistart", type=int, default=0,
+                            help="starting points of a local optimizer (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of DE and multistart (default %(default)s)")
+    parser.add_argument("--max-evals", type=int, help="evaluations per problem (default 2000)")
+    parser.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE",
+        help="model option, repeatable (e.g. --option beta=0.5 for SABR)",
+    )
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from calibration.calibrate import calibrate
+    from calibration.snapshot import load_snapshot
+
+    settings = _calibration_settings(args)
     snapshot = load_snapshot(args.snapshot, format=args.format)
     result = calibrate(snapshot, settings)
     print(_format_fit(result))
@@ -145,14 +175,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from calibration.backtest import BacktestSettings, backtest, expand_sources, format_summary, load_history
-    from calibration.calibrate import CalibrationSettings
 
-    calibration = CalibrationSettings(
-        model=args.model, optimizer=args.optimizer, space=args.space, weights=args.weights, loss=args.loss,
-        fit_to=args.fit_to, seed=args.seed, model_options=_model_options(args.option),
-        max_evals=args.max_evals if args.max_evals is not None else CalibrationSettings.max_evals,
-    )
-    settings = BacktestSettings(calibration=calibration, warm_start=args.warm_start, regularisation=args.regularise)
+    settings = BacktestSettings(calibration=_calibration_settings(args), warm_start=args.warm_start, regularisation=args.regularise)
     paths = expand_sources(args.paths or [str(DEFAULT_DATA_DIR / "history" / "*.csv")])
     snapshots = load_history(paths)
     results = [backtest(snapshots, settings)]
@@ -189,42 +213,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out-dir", default=str(DEFAULT_DATA_DIR), help="output folder (default: the bundled data/)")
     demo.set_defaults(func=_cmd_demo)
 
-    from calibration.models import MODEL_NAMES
-    from calibration.objective import FIT_TO, SPACES, WEIGHTS
-    from calibration.optimizers import LOSSES, OPTIMIZERS
 
     fit = sub.add_parser("fit", help="calibrate a model to a snapshot")
     fit.add_argument("snapshot", help="snapshot file (any format `iv` reads)")
     fit.add_argument("--format", choices=FORMATS, help="force the input format (detected from content otherwise)")
-    fit.add_argument("--model", choices=MODEL_NAMES, default="svi", help="model (default %(default)s)")
-    fit.add_argument("--optimizer", choices=OPTIMIZERS, default="lm", help="optimizer (default %(default)s)")
-    fit.add_argument("--space", choices=SPACES, default="vol", help="residual space (default %(default)s)")
-    fit.add_argument("--weights", choices=WEIGHTS, default="vega", help="quote weights (default %(default)s)")
-    fit.add_argument("--loss", choices=LOSSES, default="linear", help="robust loss (default %(default)s)")
-    fit.add_argument("--fit-to", choices=FIT_TO, default="mid", help="fit the mid or the bid-ask band")
-    fit.add_argument("--multistart", type=int, default=0, help="starting points of a local optimizer (default 0)")
-    fit.add_argument("--seed", type=int, default=0, help="seed of DE and multistart (default %(default)s)")
-    fit.add_argument("--max-evals", type=int, help="evaluations per problem (default 2000)")
-    fit.add_argument(
-        "--option", action="append", default=[], metavar="KEY=VALUE",
-        help="model option, repeatable (e.g. --option beta=0.5 for SABR)",
-    )
+    _add_calibration_arguments(fit, multistart=True)
     fit.add_argument("--json", help="write the full result as JSON to this file")
     fit.set_defaults(func=_cmd_fit)
 
     bt = sub.add_parser("backtest", help="calibrate a history of snapshots: stability, out-of-sample, hedge test")
     bt.add_argument("paths", nargs="*", help="snapshot files, folders or globs (default: the bundled data/history)")
-    bt.add_argument("--model", choices=MODEL_NAMES, default="svi", help="model (default %(default)s)")
-    bt.add_argument("--optimizer", choices=OPTIMIZERS, default="lm", help="optimizer (default %(default)s)")
-    bt.add_argument("--space", choices=SPACES, default="vol", help="residual space (default %(default)s)")
-    bt.add_argument("--weights", choices=WEIGHTS, default="vega", help="quote weights (default %(default)s)")
-    bt.add_argument("--loss", choices=LOSSES, default="linear", help="robust loss (default %(default)s)")
-    bt.add_argument("--fit-to", choices=FIT_TO, default="mid", help="fit the mid or the bid-ask band")
-    bt.add_argument("--seed", type=int, default=0, help="seed of DE (default %(default)s)")
-    bt.add_argument("--max-evals", type=int, help="evaluations per problem (default 2000)")
-    bt.add_argument(
-        "--option", action="append", default=[], metavar="KEY=VALUE", help="model option, repeatable",
-    )
+    _add_calibration_arguments(bt, multistart=False)
     start = bt.add_mutually_exclusive_group()
     start.add_argument("--warm-start", dest="warm_start", action="store_true", default=True,
                        help="start each fit from the previous one (default)")

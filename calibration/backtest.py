@@ -272,11 +272,28 @@ PARAM_COLUMNS: tuple[str, ...] = ("i", "asof", "model", "expiry", "ttm", "name",
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    out = frame.copy()
-    for c in out.columns:
-        if isinstance(out[c].dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(out[c]):
-            out[c] = [None if pd.isna(v) else pd.Timestamp(v).strftime("%Y-%m-%dT%H:%M:%SZ") for v in out[c]]
-    return [to_json_value(r) for r in out.astype(object).where(out.notna(), None).to_dict("records")]
+    """The rows of ``frame`` as plain-JSON dicts (see :func:`calibration.result.to_json_value`), built column by
+    column: times as ISO-8601 UTC strings, NaN and infinities as ``None``."""
+    columns: list[list[Any]] = []
+    for c in frame.columns:
+        col = frame[c]
+        if isinstance(col.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(col):
+            utc = col.dt.tz_convert("UTC") if isinstance(col.dtype, pd.DatetimeTZDtype) else col
+            values = utc.dt.strftime("%Y-%m-%dT%H:%M:%SZ").astype(object).where(col.notna(), None).tolist()
+        elif pd.api.types.is_float_dtype(col.dtype):
+            x = col.to_numpy(dtype=float)
+            values = np.where(np.isfinite(x), x.astype(object), None).tolist()
+            values = [None if v is None else float(v) for v in values]
+        else:
+            values = [to_json_value(None if _missing(v) else v) for v in col.tolist()]
+        columns.append(values)
+    names = [str(c) for c in frame.columns]
+    return [dict(zip(names, row)) for row in zip(*columns)] if columns else [{} for _ in range(len(frame))]
+
+
+def _missing(value: Any) -> bool:
+    """Whether a cell is missing (``None``, NaN, NaT); containers never are."""
+    return value is None or (not isinstance(value, (list, tuple, dict, np.ndarray)) and bool(pd.isna(value)))
 
 
 def _frame(records: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
@@ -379,15 +396,14 @@ def _keys(table: Columns) -> np.ndarray:
 
 def _join(*tables: Columns) -> list[np.ndarray]:
     """Row indices into each table of the options present in all of them (first occurrence of a duplicate)."""
-    keys = [_keys(t) for t in tables]
-    common = keys[0]
-    for k in keys[1:]:
-        common = np.intersect1d(common, k)
-    out = []
-    for k in keys:
-        unique, first = np.unique(k, return_index=True)
-        out.append(first[np.searchsorted(unique, common)])
-    return out
+    firsts = []
+    for table in tables:
+        first: dict[str, int] = {}
+        for i, key in enumerate(_keys(table).tolist()):
+            first.setdefault(key, i)
+        firsts.append(first)
+    common = sorted(set(firsts[0]).intersection(*firsts[1:]))  # ascending, as the keys' code points
+    return [np.array([first[key] for key in common], dtype=np.intp) for first in firsts]
 
 
 def _market(snapshot: QuoteSnapshot) -> dict[str, np.ndarray]:
@@ -482,15 +498,15 @@ def hedge_step(market0: Columns, model0: Columns, market1: Columns, model1_froze
         second = first + 0.5 * g.gamma * dF * dF + g.vanna * dF * ds + 0.5 * g.volga * ds * ds
         baseline = b.theta * dt + b.delta * dF
     realised = mid1 - mid0
-    out = pd.DataFrame({
+    columns = {
         "expiry": get(market0, "expiry", i0), "strike": K, "option_type": get(market0, "option_type", i0),
         "ttm": t, "dt": dt, "forward": F, "dF": dF, "model_vol": s0, "model_vol_next": s1, "market_vol": sm,
         "mid": mid0, "mid_next": mid1, "realised": realised, "predicted_first": first, "predicted_second": second,
         "baseline": baseline, "error_first": realised - first, "error_second": realised - second,
         "error_baseline": realised - baseline, "vega_market": b.vega,
-    })
-    keep = np.isfinite(out[["realised", "predicted_first", "predicted_second", "baseline"]].to_numpy()).all(axis=1)
-    return out.loc[keep].reset_index(drop=True)
+    }
+    keep = np.isfinite(realised) & np.isfinite(first) & np.isfinite(second) & np.isfinite(baseline)
+    return pd.DataFrame({name: np.asarray(values)[keep] for name, values in columns.items()})
 
 
 def _reference_row(result: CalibrationResult) -> int:

@@ -234,9 +234,10 @@ def _quotes_of(snapshot: QuoteSnapshot | QuoteArrays) -> _Quotes:
     )
     expiries: list[str | None] = [None] * arrays.expiry_ttm.shape[0]
     if len(q):
-        first = pd.Series(q["expiry"].to_numpy()).groupby(arrays.expiry_index).first()
-        for i, ts in first.items():
-            expiries[int(i)] = _iso(ts)
+        present, first = np.unique(arrays.expiry_index, return_index=True)  # first quote of each expiry
+        for i, ts in zip(present, q["expiry"].iloc[first]):
+            if pd.notna(ts):
+                expiries[int(i)] = _iso(ts)
     return _Quotes(
         arrays=arrays,
         expiries=tuple(expiries),
@@ -263,7 +264,7 @@ def _result_ttm(result: CalibrationResult, asof: pd.Timestamp | None) -> FloatAr
     ttm = np.asarray(result.expiry_ttm, dtype=float)
     if asof is None or any(e is None for e in result.expiries):
         return ttm
-    expiry = pd.to_datetime(list(result.expiries), utc=True)
+    expiry = pd.to_datetime(list(result.expiries), utc=True, format="ISO8601")
     return np.asarray((expiry - _utc(asof)).total_seconds(), dtype=float) / SECONDS_PER_YEAR
 
 

@@ -188,21 +188,17 @@ def duplicate_mask(frame: pd.DataFrame) -> np.ndarray:
     bid = frame["bid"].to_numpy(dtype=float)
     ask = frame["ask"].to_numpy(dtype=float)
     two_sided = np.isfinite(bid) & np.isfinite(ask) & (bid > 0.0) & (ask >= bid)
-    keys = pd.DataFrame(
-        {
-            "expiry": frame["expiry"].array,
-            "strike": frame["strike"].to_numpy(dtype=float),
-            "option_type": frame["option_type"].array,
-            "rank_invalid": ~two_sided,
-            "rank_spread": np.where(two_sided, ask - bid, np.inf),
-            "position": np.arange(len(frame)),
-        }
-    )
-    ordered = keys.sort_values(["expiry", "strike", "option_type", "rank_invalid", "rank_spread", "position"],
-                               kind="stable")
-    repeated = ordered.duplicated(["expiry", "strike", "option_type"], keep="first").to_numpy()
-    mask = np.zeros(len(frame), dtype=bool)
-    mask[ordered["position"].to_numpy()] = repeated
+    n = len(frame)
+    expiry = pd.factorize(frame["expiry"])[0]  # missing values share the code -1, i.e. are equal
+    option_type = pd.factorize(frame["option_type"])[0]
+    strike = frame["strike"].to_numpy(dtype=float)
+    position = np.arange(n)
+    # rows of one (expiry, strike, type) end up adjacent, the one to keep first (np.lexsort: last key first)
+    order = np.lexsort((position, np.where(two_sided, ask - bid, np.inf), ~two_sided, option_type, strike, expiry))
+    e, s, o = expiry[order], strike[order], option_type[order]
+    same_strike = (s[1:] == s[:-1]) | (np.isnan(s[1:]) & np.isnan(s[:-1]))
+    mask = np.zeros(n, dtype=bool)
+    mask[order[1:]] = (e[1:] == e[:-1]) & same_strike & (o[1:] == o[:-1])
     return mask
 
 

@@ -138,6 +138,44 @@ class _Pairs:
 
 
 @dataclass(frozen=True)
+class _Columns:
+    """The quote columns parity needs, as arrays (one row per quote; optional columns None when absent)."""
+
+    ttm: np.ndarray
+    strike: np.ndarray
+    is_call: np.ndarray
+    is_put: np.ndarray
+    bid: np.ndarray
+    ask: np.ndarray
+    underlying_price: np.ndarray
+    inverse: np.ndarray
+    forward: np.ndarray | None
+    rate: np.ndarray | None
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> _Columns:
+        def optional(name: str) -> np.ndarray | None:
+            return frame[name].to_numpy(dtype=float) if name in frame.columns else None
+
+        option_type = frame["option_type"]
+        return cls(
+            ttm=frame["ttm"].to_numpy(dtype=float),
+            strike=frame["strike"].to_numpy(dtype=float),
+            is_call=(option_type == "C").to_numpy(dtype=bool),
+            is_put=(option_type == "P").to_numpy(dtype=bool),
+            bid=frame["bid"].to_numpy(dtype=float),
+            ask=frame["ask"].to_numpy(dtype=float),
+            underlying_price=frame["underlying_price"].to_numpy(dtype=float),
+            inverse=_inverse_flags(frame),
+            forward=optional("forward"),
+            rate=optional("rate"),
+        )
+
+    def take(self, idx: np.ndarray) -> _Columns:
+        return _Columns(**{name: None if value is None else value[idx] for name, value in vars(self).items()})
+
+
+@dataclass(frozen=True)
 class _Discount:
     """The discount factor of an expiry, where it came from, and the parity fit of D when one was made."""
 
@@ -188,7 +226,12 @@ def infer_forwards(frame: pd.DataFrame, *, settings: ForwardSettings = ForwardSe
         raise SnapshotError(f"cannot infer forwards without column(s) {', '.join(missing)}", column=missing[0])
 
     data = frame.loc[~duplicate_mask(frame)]
-    rows = [_infer_expiry(expiry, group, settings) for expiry, group in data.groupby("expiry", sort=True)]
+    codes, expiries = pd.factorize(data["expiry"], sort=True)  # NaT: code -1, no group (as groupby)
+    columns = _Columns.from_frame(data)
+    order = np.argsort(codes, kind="stable")  # rows of each expiry stay in file order
+    starts = np.searchsorted(codes[order], np.arange(len(expiries) + 1))
+    rows = [_infer_expiry(expiries[i], columns.take(order[starts[i]:starts[i + 1]]), settings)
+            for i in range(len(expiries))]
     if not rows:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in FORWARD_COLUMNS})
     return pd.DataFrame(rows, columns=list(FORWARD_COLUMNS))
@@ -230,9 +273,9 @@ def to_quote_currency(frame: pd.DataFrame, forwards: pd.DataFrame) -> pd.DataFra
 # one expiry
 
 
-def _infer_expiry(expiry: pd.Timestamp, group: pd.DataFrame, settings: ForwardSettings) -> dict:
-    t = _median_or_nan(group["ttm"])
-    inverse_flags = _inverse_flags(group)
+def _infer_expiry(expiry: pd.Timestamp, group: _Columns, settings: ForwardSettings) -> dict:
+    t = _median_or_nan(group.ttm)
+    inverse_flags = group.inverse
     if inverse_flags.any() and not inverse_flags.all():
         raise SnapshotError(
             f"expiry {pd.Timestamp(expiry):%Y-%m-%d %H:%M} mixes inverse (coin) and linear premiums; "
@@ -240,10 +283,10 @@ def _infer_expiry(expiry: pd.Timestamp, group: pd.DataFrame, settings: ForwardSe
             column="inverse",
         )
     inverse = bool(inverse_flags.all())
-    spot = _median_or_nan(group["underlying_price"])
-    venue = _median_or_nan(group["forward"]) if "forward" in group.columns else np.nan
+    spot = _median_or_nan(group.underlying_price)
+    venue = _median_or_nan(group.forward) if group.forward is not None else np.nan
     venue = venue if venue > 0.0 else np.nan
-    given_rate = _median_or_nan(group["rate"]) if "rate" in group.columns else np.nan
+    given_rate = _median_or_nan(group.rate) if group.rate is not None else np.nan
     rate = given_rate if np.isfinite(given_rate) else settings.fallback_rate
     rate_source = "rate_column" if np.isfinite(given_rate) else "fallback_rate"
     carried = spot * np.exp(rate * t) if spot > 0.0 and t > 0.0 else spot
@@ -363,7 +406,7 @@ def _fit_forward(pairs: _Pairs, inverse: bool, discount: float) -> tuple[float, 
     half = _half_widths(pairs)
     D = discount
     if inverse:
-        scale = float(np.median(pairs.strike))
+        scale = _median(pairs.strike)
         theta, weights, _ = _robust_linear_fit((pairs.strike / scale)[:, None], pairs.mid - D, half)
         forward = -D * scale / theta[0] if theta[0] < 0.0 else np.nan
     else:
@@ -393,14 +436,14 @@ def _robust_linear_fit(
     weights = np.ones_like(y)
     for _ in range(50):
         u = (y - design @ theta) / scale
-        spread = max(1.0, _MAD_TO_SIGMA * float(np.median(np.abs(u))))
+        spread = max(1.0, _MAD_TO_SIGMA * _median(np.abs(u)))
         r = u / (_TUKEY_C * spread)
         weights = np.where(np.abs(r) < 1.0, (1.0 - r * r) ** 2, 0.0)
         if np.count_nonzero(weights) < p:
             break
         w = np.sqrt(weights) / scale
         new, *_ = np.linalg.lstsq(design * w[:, None], y * w, rcond=None)
-        converged = np.allclose(new, theta, rtol=1e-12, atol=1e-15)
+        converged = bool(np.all((np.abs(new - theta) <= 1e-15 + 1e-12 * np.abs(theta)) | (new == theta)))  # allclose
         theta = new
         if converged:
             break
@@ -420,13 +463,13 @@ def _theil_sen(design: np.ndarray, y: np.ndarray) -> np.ndarray:
     if design.shape[1] == 1:
         x = design[:, 0]
         ok = x != 0.0
-        return np.array([np.median(y[ok] / x[ok])]) if ok.any() else np.array([0.0])
+        return np.array([_median(y[ok] / x[ok])]) if ok.any() else np.array([0.0])
     x = design[:, 1]
     i, j = np.triu_indices(x.size, k=1)
     dx = x[j] - x[i]
     ok = dx != 0.0
-    slope = float(np.median((y[j] - y[i])[ok] / dx[ok]))
-    intercept = float(np.median(y - slope * x))
+    slope = _median((y[j] - y[i])[ok] / dx[ok])
+    intercept = _median(y - slope * x)
     return np.array([intercept, slope])
 
 
@@ -434,7 +477,7 @@ def _half_widths(pairs: _Pairs) -> np.ndarray:
     """Half-width of each pair's parity band, floored so that locked quotes do not get infinite weight."""
     half = 0.5 * (pairs.upper - pairs.lower)
     positive = half[half > 0.0]
-    floor = 0.1 * float(np.median(positive)) if positive.size else 0.0
+    floor = 0.1 * _median(positive) if positive.size else 0.0
     if floor <= 0.0:
         floor = 1e-9 * max(float(np.max(np.abs(pairs.mid))), 1e-12)
     return np.maximum(half, floor)
@@ -452,19 +495,20 @@ def _parity_quality(pairs: _Pairs, forward: float, discount: float, inverse: boo
     return rmse, float(np.mean(inside))
 
 
-def _pairs(group: pd.DataFrame) -> _Pairs:
-    """Strikes quoted two-sided and uncrossed on both the call and the put, with their parity bounds."""
-    bid = group["bid"].to_numpy(dtype=float)
-    ask = group["ask"].to_numpy(dtype=float)
-    good = np.isfinite(bid) & np.isfinite(ask) & (bid > 0.0) & (ask >= bid)
-    quoted = group.loc[good, ["strike", "option_type", "bid", "ask"]]
-    calls = quoted.loc[quoted["option_type"] == "C"].set_index("strike")
-    puts = quoted.loc[quoted["option_type"] == "P"].set_index("strike")
-    both = calls.join(puts, how="inner", suffixes=("_c", "_p"))
-    c_bid, c_ask = both["bid_c"].to_numpy(dtype=float), both["ask_c"].to_numpy(dtype=float)
-    p_bid, p_ask = both["bid_p"].to_numpy(dtype=float), both["ask_p"].to_numpy(dtype=float)
+def _pairs(group: _Columns) -> _Pairs:
+    """Strikes quoted two-sided and uncrossed on both the call and the put, with their parity bounds (in the
+    order of the calls; strikes are unique per type once duplicates are removed)."""
+    good = np.isfinite(group.bid) & np.isfinite(group.ask) & (group.bid > 0.0) & (group.ask >= group.bid)
+    calls, puts = np.flatnonzero(good & group.is_call), np.flatnonzero(good & group.is_put)
+    put_order = np.argsort(group.strike[puts], kind="stable")
+    put_strikes = group.strike[puts][put_order]
+    slot = np.minimum(np.searchsorted(put_strikes, group.strike[calls]), max(puts.size - 1, 0))
+    matched = put_strikes[slot] == group.strike[calls] if puts.size else np.zeros(calls.size, dtype=bool)
+    calls, puts = calls[matched], puts[put_order[slot[matched]]]
+    c_bid, c_ask = group.bid[calls], group.ask[calls]
+    p_bid, p_ask = group.bid[puts], group.ask[puts]
     return _Pairs(
-        strike=both.index.to_numpy(dtype=float),
+        strike=group.strike[calls],
         lower=c_bid - p_ask,
         upper=c_ask - p_bid,
         mid=0.5 * (c_bid + c_ask) - 0.5 * (p_bid + p_ask),
@@ -483,7 +527,18 @@ def _inverse_flags(frame: pd.DataFrame) -> np.ndarray:
     return frame["inverse"].fillna(False).astype(bool).to_numpy()
 
 
-def _median_or_nan(series: pd.Series) -> float:
-    values = series.to_numpy(dtype=float)
-    values = values[np.isfinite(values)]
-    return float(np.median(values)) if values.size else np.nan
+def _median_or_nan(values: np.ndarray) -> float:
+    return _median(values[np.isfinite(values)])
+
+
+def _median(values: np.ndarray) -> float:
+    """``np.median`` of a 1-D float array, bit for bit (NaN when empty or when any value is NaN), without its
+    overhead on the few-element arrays of a parity fit."""
+    n = values.size
+    if n == 0:
+        return np.nan
+    ordered = np.sort(values)  # NaN sorts last
+    if np.isnan(ordered[-1]):
+        return np.nan
+    half = n // 2
+    return float(ordered[half]) if n % 2 else float((ordered[half - 1] + ordered[half]) / 2.0)

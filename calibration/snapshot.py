@@ -86,8 +86,16 @@ class QuoteSnapshot:
 
     @property
     def fit_quotes(self) -> pd.DataFrame:
-        """The quotes a calibration uses (status ``ok``)."""
-        return self.quotes.loc[self.quotes["status"] == "ok"]
+        """The quotes a calibration uses (status ``ok``).
+
+        The selection is made once per snapshot (a calibration, its evaluation and a backtest step each ask for
+        it); every call returns a new frame (a shallow copy: pandas copy-on-write keeps the cached one intact).
+        """
+        cached = self.__dict__.get("_fit_quotes")
+        if cached is None:
+            cached = self.quotes.loc[self.quotes["status"] == "ok"]
+            object.__setattr__(self, "_fit_quotes", cached)  # frozen dataclass: not a field, only a cache
+        return cached.copy(deep=False)
 
     @property
     def expiries(self) -> pd.DatetimeIndex:

@@ -58,6 +58,7 @@ TABS: tuple[tuple[str, str], ...] = (
     ("params", "Parameters"),
     ("quality", "Data quality"),
     ("compare", "Compare"),
+    ("backtest", "Backtest"),
 )
 TAB_NAMES = tuple(value for value, _ in TABS)
 SURFACE_AXES: tuple[tuple[str, str], ...] = (("k", "ln(K/F)"), ("strike", "Strike"), ("delta", "Delta"))

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 SNAPSHOT_SUFFIXES = (".csv", ".parquet", ".json", ".csv.gz", ".json.gz", ".parquet.gz")
+#: Files beside the snapshots that are not snapshots (the demo generator's parameter sidecars).
+SIDECAR_SUFFIX = ".params.json"
 DEFAULT_SNAPSHOT = "btc_demo.csv"
 
 
@@ -21,8 +23,21 @@ def list_snapshots(directory: Path | None = None) -> list[str]:
         path.relative_to(root).as_posix()
         for path in root.rglob("*")
         if path.is_file() and path.name.lower().endswith(SNAPSHOT_SUFFIXES)
+        and not path.name.lower().endswith(SIDECAR_SUFFIX)
     ]
     return sorted(names, key=lambda name: (name.count("/"), name))
+
+
+def history_folders(directory: Path | None = None) -> dict[str, list[str]]:
+    """Histories: the sub-folders of the data directory holding at least two snapshots, folder (relative POSIX
+    name) -> its snapshot names in name order (the time order of time-stamped file names such as
+    ``btc_2026-11-18_1400.csv``)."""
+    folders: dict[str, list[str]] = {}
+    for name in list_snapshots(directory):
+        folder, _, _ = name.rpartition("/")
+        if folder:
+            folders.setdefault(folder, []).append(name)
+    return {folder: sorted(names) for folder, names in sorted(folders.items()) if len(names) >= 2}
 
 
 def resolve_snapshot(name: str, directory: Path | None = None) -> Path:

@@ -63,8 +63,40 @@ COMPARE_SMILES_GRAPH = "compare-smiles-graph"
 COMPARE_RESIDUALS_GRAPH = "compare-residuals-graph"
 RENDERED = "rendered"  # pattern-matching type: {"type": RENDERED, "tab": tab}: stamp of what the tab draws
 
+# Backtest
+BACKTEST_HISTORY = "backtest-history"  # a folder of history_folders()
+BACKTEST_MODELS = "backtest-models"
+BACKTEST_STARTS = "backtest-starts"  # ["warm", "cold", "regularised"]
+BACKTEST_LAMBDA = "backtest-lambda"  # regularisation weight of the "regularised" start
+BACKTEST_RUN = "backtest-run"
+BACKTEST_CANCEL = "backtest-cancel"
+BACKTEST_PROGRESS_BAR = "backtest-progress-bar"
+BACKTEST_PROGRESS_TEXT = "backtest-progress-text"
+BACKTEST_EXPORT_CSV = "backtest-export-csv"
+BACKTEST_EXPORT_JSON = "backtest-export-json"
+BACKTEST_DOWNLOAD = "backtest-download"
+BACKTEST_REQUEST = "backtest-request"  # {"history", "names", "calibration", "runs"}: the job's only input
+BACKTEST_STORE = "backtest-store"  # {"key", "labels", "n", "asof", "names"} of the backtest on screen
+BACKTEST_VIEW = "backtest-view"  # "ranking" | "stability" | "oos" | "hedge" | "replay"
+BACKTEST_NOTE = "backtest-note"  # one line under the controls: what the backtest on screen is, bad snapshots
+BACKTEST_RANKING = "backtest-ranking"
+BACKTEST_STABILITY_GRAPH = "backtest-stability-graph"
+BACKTEST_OOS_GRAPH = "backtest-oos-graph"
+BACKTEST_HEDGE_GRAPH = "backtest-hedge-graph"
+BACKTEST_PANES = "backtest-panes"  # pattern-matching type: {"type": BACKTEST_PANES, "view": view}
+REPLAY_RUN = "replay-run"
+REPLAY_STEP = "replay-step"  # slider over the snapshot index
+REPLAY_PLAY = "replay-play"
+REPLAY_TIMER = "replay-timer"
+REPLAY_SURFACE_GRAPH = "replay-surface-graph"
+REPLAY_SMILES_GRAPH = "replay-smiles-graph"
+
 # Exports
 EXPORT_PARAMS = "export-params"
 EXPORT_GRID = "export-grid"
 EXPORT_QUOTES = "export-quotes"
 DOWNLOAD = "download"
+
+# Scale-out (only in the layout when SMILESCOPE_REDIS_URL is set)
+SCALEOUT_BADGE = "scaleout-badge"  # header badge: workers alive, none, or Redis unreachable
+SCALEOUT_TIMER = "scaleout-timer"  # dcc.Interval re-checking the back end every few seconds

@@ -1,4 +1,5 @@
-"""The page: a Mantine shell with the controls in a left navbar, a summary strip, and the eight views as tabs.
+"""The page: a Mantine shell with the controls in a left navbar, a summary strip, and the nine views as tabs
+(the Backtest tab's own layout is in :mod:`components.backtest_view`).
 
 ``build_layout`` runs on every page load: it opens the default snapshot, puts its default fit (memoised on disk,
 pre-warmed at start-up) straight into the stores and draws the Surface tab, so the first fitted surface needs
@@ -30,6 +31,7 @@ from components.controls import (
     navbar,
 )
 from components.data_files import DEFAULT_SNAPSHOT, list_snapshots
+from components.scaleout.badge import status_badge
 from components.server_store import cached_fit, data_key, is_synthetic
 from components.tables import DROP_COLUMNS, FORWARD_COLUMNS, QUOTE_COLUMNS, column_defs, grid_theme
 from components.theme import FONT
@@ -161,6 +163,8 @@ def result_summary(result: dict[str, Any] | None) -> list[Any]:
 def _views(surface: Any) -> dmc.Tabs:
     """The tabs; ``surface`` is the first tab's figure (drawn by the layout). Inactive panels are not mounted:
     their figures are drawn when the tab is opened."""
+    from components.backtest_view import backtest_panel  # here: it builds on this module's helpers
+
     panels = {
         "surface": [
             _toolbar(dmc.Text("x axis", size="xs", c="dimmed"),
@@ -222,6 +226,7 @@ def _views(surface: Any) -> dmc.Tabs:
             dmc.Stack([_graph(ids.COMPARE_SMILES_GRAPH, "compare-smiles"),
                        _graph(ids.COMPARE_RESIDUALS_GRAPH, "compare-residuals")], gap="sm", mt="sm"),
         ],
+        "backtest": [dmc.Stack(backtest_panel(), gap=6)],
     }
     return dmc.Tabs(
         [
@@ -257,7 +262,7 @@ def _initial_state(names: list[str]) -> tuple[str | None, QuoteSnapshot | None, 
         return default, None, None, None
     try:
         result = cached_fit(snapshot, DEFAULTS)
-    except SmilescopeError as exc:
+    except (SmilescopeError, OSError) as exc:
         log.warning("default fit of %s failed: %s", default, exc)
         result = None
     return default, snapshot, dict(key), result
@@ -296,6 +301,7 @@ def _header(key: dict | None, result: dict | None) -> dmc.Group:
                       wrap="nowrap"),
             dmc.Group(
                 [
+                    *status_badge(),
                     exports,
                     dmc.SegmentedControl(id=ids.THEME_TOGGLE, data=["dark", "light"], value="dark", size="xs"),
                 ],
@@ -325,6 +331,8 @@ def build_layout() -> dmc.MantineProvider:
         dcc.Store(id=ids.COMPARE_STORE, data=[]),
         dcc.Store(id=ids.FIT_REQUEST),
         dcc.Store(id=ids.URL_APPLIED),
+        dcc.Store(id=ids.BACKTEST_REQUEST),
+        dcc.Store(id=ids.BACKTEST_STORE),
         # "" rather than None: a memory store mounted with None sets itself, which would draw every tab at once
         *[dcc.Store(id={"type": ids.RENDERED, "tab": value}, data=rendered.get(value, "")) for value, _ in TABS],
         dcc.Download(id=ids.DOWNLOAD),

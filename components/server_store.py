@@ -9,6 +9,10 @@ Everything lives in diskcache directories under ``SMILESCOPE_CACHE_DIR`` (defaul
 - ``results/``: every calibration result, as JSON, by content hash, settings and code version.
 
 Parsed snapshots are also memoised in each process (a small LRU keyed by hash): a cache, never the only copy.
+
+In scale-out mode (``SMILESCOPE_REDIS_URL`` set) the named stores of :func:`store` live in Redis instead
+(:mod:`components.scaleout.redis_store`), so web processes and Celery workers on any machine share snapshots,
+uploads and fits; ``jobs/`` is then unused (Celery's result backend holds the jobs).
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ import diskcache
 from calibration.calibrate import CalibrationSettings, calibrate
 from calibration.errors import FileTooLargeError, SnapshotError
 from calibration.optimizers import ProgressCallback
-from calibration.result import CalibrationResult
+from calibration.result import CalibrationResult, to_json_value
 from calibration.snapshot import QuoteSnapshot, load_snapshot, max_snapshot_bytes
+from components import scaleout
 from components.data_files import data_dir, resolve_snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +57,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_DIR_ENV) or ROOT / ".cache")
 
 
+#: The named key-value stores and their size limits (bytes).
+STORES: dict[str, int] = {
+    "snapshots": SNAPSHOT_STORE_BYTES,  # snapshot bytes and names by content hash
+    "results": 256 * 1024**2,  # calibration results (JSON text) by snapshot, settings, starts and code version
+    "backtests": 256 * 1024**2,  # backtest results (JSON text) by history, settings and code version
+}
+
+
 @functools.lru_cache(maxsize=None)
 def _cache(path: str, size_limit: int) -> diskcache.Cache:
     """One diskcache handle per directory and process (diskcache reconnects after a fork)."""
@@ -63,12 +76,24 @@ def jobs_cache() -> diskcache.Cache:
     return _cache(str(cache_dir() / "jobs"), 2 * 1024**3)
 
 
-def _snapshots() -> diskcache.Cache:
-    return _cache(str(cache_dir() / "snapshots"), SNAPSHOT_STORE_BYTES)
+def store(name: str) -> Any:
+    """The shared key-value store ``name`` (one of :data:`STORES`): ``get(key)``, ``set(key, value)`` and
+    ``key in store`` with ``str``/``bytes`` values, seen by every web process and job: a diskcache directory, or
+    in scale-out mode (``SMILESCOPE_REDIS_URL`` set) a namespace in Redis shared by every machine."""
+    limit = STORES[name]
+    if scaleout.enabled():
+        from components.scaleout.redis_store import redis_store
+
+        return redis_store(name)
+    return _cache(str(cache_dir() / name), limit)
 
 
-def _results() -> diskcache.Cache:
-    return _cache(str(cache_dir() / "results"), 256 * 1024**2)
+def _snapshots() -> Any:
+    return store("snapshots")
+
+
+def _results() -> Any:
+    return store("results")
 
 
 @functools.lru_cache(maxsize=1)
@@ -218,23 +243,53 @@ def is_synthetic(key: SnapshotKey | dict[str, Any]) -> bool:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def start_digest(result: CalibrationResult | None) -> str:
+    """A digest of the parameters (and expiries) of a warm start or regularisation target; "-" for none."""
+    if result is None:
+        return "-"
+    text = json.dumps([result.model, list(result.expiries), to_json_value(result.params)], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def fit_key(snapshot: QuoteSnapshot, settings: CalibrationSettings, *, initial: CalibrationResult | None = None,
+            previous: CalibrationResult | None = None, check_arbitrage: bool = True) -> str:
+    """The key of a memoised fit: content hash, settings, warm start, regularisation target, whether the
+    arbitrage report was made, and code version."""
+    starts = "" if initial is None and previous is None else f":{start_digest(initial)}:{start_digest(previous)}"
+    checks = "" if check_arbitrage else ":noarb"
+    return f"{snapshot.content_hash}:{settings.cache_key()}{starts}{checks}:{code_version()}"
+
+
+def cached_result(key: str) -> dict[str, Any] | None:
+    """A memoised fit by its :func:`fit_key` (``None`` when it is not stored)."""
+    text = _results().get(key)
+    return json.loads(text) if isinstance(text, str) else None
+
+
 def cached_fit(
-    snapshot: QuoteSnapshot, settings: CalibrationSettings, *, progress: ProgressCallback | None = None
+    snapshot: QuoteSnapshot,
+    settings: CalibrationSettings,
+    *,
+    initial: CalibrationResult | None = None,
+    previous: CalibrationResult | None = None,
+    check_arbitrage: bool = True,
+    progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
-    """``calibrate(snapshot, settings).to_dict()``, memoised on disk by content hash, settings and code version.
+    """``calibrate(snapshot, settings, initial=, previous=, check_arbitrage=).to_dict()``, memoised by
+    :func:`fit_key`.
 
     Every fit goes through here: the page-load fit (synchronously, pre-warmed at start-up) and the background
     jobs (which the callback manager memoises on top). A job started again for a fit already made (the manager
     starts one even on a hit) thus returns the very same result, never a second run with other timings.
     A cancelled job is killed before it stores anything.
     """
-    key = f"{snapshot.content_hash}:{settings.cache_key()}:{code_version()}"
-    store = _results()
-    text = store.get(key)
-    if isinstance(text, str):
-        return json.loads(text)
-    data = calibrate(snapshot, settings, progress=progress).to_dict()
-    store.set(key, json.dumps(data, allow_nan=False))
+    key = fit_key(snapshot, settings, initial=initial, previous=previous, check_arbitrage=check_arbitrage)
+    data = cached_result(key)
+    if data is not None:
+        return data
+    data = calibrate(snapshot, settings, initial=initial, previous=previous, check_arbitrage=check_arbitrage,
+                     progress=progress).to_dict()
+    _results().set(key, json.dumps(data, allow_nan=False))
     return data
 
 

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+#: Chromium, Playwright and the page helpers, for every test package (one Playwright per session).
+pytest_plugins = ["tests.browser"]
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
 SHARED_DATA = ROOT.parent / "shared" / "data"

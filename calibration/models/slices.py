@@ -14,7 +14,7 @@ curvature (:func:`atm_smile`) and the padded ``(m, N)`` layout of per-quote arra
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -65,6 +65,29 @@ class SlicePlan:
         if theta.shape != (self.n_expiries, p):
             raise ValueError(f"expected parameters of shape ({self.n_expiries}, {p}), got {theta.shape}")
         return theta.T.take(self.expiry_index, axis=1)
+
+    def restrict(self, keep: NDArray[np.bool_]) -> "SlicePlan":
+        """The plan of the quotes of the expiries where ``keep`` (shape ``(m,)``) is True, renumbered in order.
+
+        Every per-quote field (an array of length ``n``, or a tuple of such arrays, as subclasses add) is
+        subset, so a subclass keeps its precomputed terms.
+        """
+        rows = keep[self.expiry_index]
+        n = self.expiry_index.shape[0]
+        renumber = np.cumsum(keep) - 1
+
+        def subset(value: object) -> object:
+            if isinstance(value, np.ndarray) and value.shape[:1] == (n,):
+                return value[rows]
+            if isinstance(value, tuple) and value and all(
+                    isinstance(v, np.ndarray) and v.shape[:1] == (n,) for v in value):
+                return tuple(v[rows] for v in value)
+            return value
+
+        changes = {f.name: subset(getattr(self, f.name)) for f in fields(self)
+                   if f.name not in ("expiry_index", "n_expiries")}
+        return replace(self, **changes, expiry_index=renumber[self.expiry_index[rows]],
+                       n_expiries=int(np.count_nonzero(keep)))
 
 
 def single_expiry(quotes: QuoteArrays, model: str) -> None:
@@ -212,6 +235,61 @@ class SliceFit:
     iterations: int
 
 
+class _GramEvaluator:
+    """``[J | r]`` of a slice model at ``(m, p)`` parameters, reduced to the Gram matrix of every expiry.
+
+    Residuals ``weight (values - target)`` and the Jacobian are laid out per expiry in a padded ``(m, width, p+1)``
+    array (padding rows stay zero; a reshape when the quotes are sorted by expiry with as many per expiry) and
+    one batched matrix product gives ``J'J``, ``J'r`` and ``r'r`` (twice the cost) of every expiry at once,
+    shape ``(m, p+1, p+1)``. :meth:`restrict` keeps some expiries (same ``width``, so each expiry's numbers
+    are those of the full layout).
+    """
+
+    def __init__(self, model: Model, plan: SlicePlan, target: FloatArray, weight: FloatArray | None, width: int,
+                 p: int) -> None:
+        self.model, self.plan, self.target, self.weight, self.width, self.p = model, plan, target, weight, width, p
+        self.fused = getattr(model, "value_and_jacobian", None)
+        m, index = plan.n_expiries, plan.expiry_index
+        n = index.shape[0]
+        # sorted by expiry with as many quotes in every expiry: the padded layout is a reshape
+        self.dense = m > 0 and n == m * width and bool((index.reshape(m, -1) == np.arange(m)[:, None]).all())
+        if self.dense:
+            self.slot = None
+        else:
+            _, row, col = expiry_layout(index, m)
+            self.slot = row * width + col  # flat position of each quote in the padded (m, width) layout
+        self.augmented = np.zeros((m * width, p + 1))
+        self.stacked = self.augmented.reshape(m, width, p + 1)
+        self.gram_of = self.stacked.transpose(0, 2, 1)
+        self.can_restrict = callable(getattr(plan, "restrict", None))
+
+    def __call__(self, theta: FloatArray) -> FloatArray:
+        model, plan, p = self.model, self.plan, self.p
+        if self.fused is not None:
+            value, jacobian = self.fused(theta, plan)
+        else:
+            value, jacobian = model.values(theta, plan), model.jacobian(theta, plan)
+        if self.weight is not None:
+            value, jacobian = (value - self.target) * self.weight, jacobian * self.weight[:, None]
+        else:
+            value = value - self.target
+        if self.dense:
+            self.augmented[:, :p] = jacobian
+            self.augmented[:, p] = value
+        else:
+            self.augmented[self.slot, :p] = jacobian
+            self.augmented[self.slot, p] = value
+        return self.gram_of @ self.stacked
+
+    def restrict(self, keep: NDArray[np.bool_]) -> _GramEvaluator:
+        """The evaluator of the expiries where ``keep`` is True (renumbered in order)."""
+        rows = keep[self.plan.expiry_index]
+        return _GramEvaluator(
+            self.model, self.plan.restrict(keep), self.target[rows],
+            None if self.weight is None else self.weight[rows], self.width, self.p,
+        )
+
+
 def fit_slices(
     model: Model,
     plan: SlicePlan,
@@ -257,7 +335,9 @@ def fit_slices(
     in the padded ``(m, N)`` layout (a reshape when the quotes are sorted by expiry with as many per expiry), and
     one batched matrix product gives ``J'J``, ``J'r`` and ``r'r`` of every expiry; only these ``(m, p+1, p+1)``
     Gram matrices are kept between iterations, and the ``(m, p, p)`` damped normal equations are solved by one
-    batched ``np.linalg.solve``.
+    batched ``np.linalg.solve``. Once half the expiries still iterating are done, the finished ones leave the
+    batch (plans with a ``restrict`` method, as :class:`SlicePlan`): a slow expiry no longer pays for evaluating
+    the others, and since every step is per expiry the numbers are those of the full batch.
     """
     theta = np.array(theta0, dtype=float)
     m, p = theta.shape
@@ -270,39 +350,11 @@ def fit_slices(
     theta = np.minimum(np.maximum(theta, lower), upper)
     target = np.asarray(target, dtype=float)
     wt = None if weight is None else np.asarray(weight, dtype=float)
-    index = plan.expiry_index
-    n = index.shape[0]
-    # sorted by expiry with as many quotes in every expiry: the padded layout is a reshape
-    dense = m > 0 and n > 0 and n % m == 0 and bool((index.reshape(m, -1) == np.arange(m)[:, None]).all())
-    if dense:
-        width, counts, slot = n // m, np.full(m, n // m), None
-    else:
-        counts, row, col = expiry_layout(index, m)
-        width = max(int(counts.max(initial=0)), 1)
-        slot = row * width + col  # flat position of each quote in the padded (m, width) layout
-    fused = getattr(model, "value_and_jacobian", None)
+    counts = np.bincount(plan.expiry_index, minlength=m)
+    width = max(int(counts.max(initial=0)), 1)
+    evaluate = _GramEvaluator(model, plan, target, wt, width, p)
     constraints = np.asarray(model.constraints(theta))
     constrained = constraints.size > 0
-    # [J | r] per quote in the padded layout (padding rows stay zero); its Gram matrix per expiry holds J'J, J'r
-    # and r'r (twice the cost) at once
-    augmented = np.zeros((m * width, p + 1))
-    stacked = augmented.reshape(m, width, p + 1)
-    gram_of = stacked.transpose(0, 2, 1)
-
-    def evaluate(th: FloatArray) -> FloatArray:
-        value, jacobian = fused(th, plan) if fused is not None else (model.values(th, plan), model.jacobian(th, plan))
-        if wt is not None:
-            value = (value - target) * wt
-            jacobian = jacobian * wt[:, None]
-        else:
-            value = value - target
-        if dense:
-            augmented[:, :p] = jacobian
-            augmented[:, p] = value
-        else:
-            augmented[slot, :p] = jacobian
-            augmented[slot, p] = value
-        return gram_of @ stacked
 
     gram = evaluate(theta)
     cost = 0.5 * gram[:, p, p]
@@ -316,7 +368,22 @@ def fit_slices(
     eye = np.eye(p)
     tiny = np.finfo(float).tiny
     iterations = 0
+    # The iteration works on the expiries still running ("active", rows of the full problem): once half of them
+    # are done the working arrays and the evaluation drop the finished ones (their rows are written back first).
+    # Every operation is per expiry, so this changes the cost of an iteration, not its numbers.
+    active = np.arange(m)
+    full_theta, full_cost, full_done = theta, cost, done
     while iterations < max_iter and not done.all():
+        if 2 * np.count_nonzero(done) >= done.shape[0] and evaluate.can_restrict:
+            full_theta[active], full_cost[active], full_done[active] = theta, cost, done
+            keep = ~done
+            active = active[keep]
+            theta, cost, done, gram = theta[keep], cost[keep], done[keep], gram[keep]
+            damping, growth, exact = damping[keep], growth[keep], exact[keep]
+            feasible = None if feasible is None else feasible[keep]
+            lower, upper = (b if b.shape[0] == 1 else b[keep] for b in (lower, upper))
+            evaluate = evaluate.restrict(keep)
+        m = done.shape[0]
         hess = gram[:, :p, :p]
         rhs = -gram[:, :p, p]  # minus the gradient
         shift = damping[:, None] * (hess.diagonal(0, 1, 2) + tiny)  # Marquardt: damping scaled by diag(J'J)
@@ -349,7 +416,7 @@ def fit_slices(
         t_gram = evaluate(trial)
         t_cost = 0.5 * t_gram[:, p, p]
         accept = (t_cost <= cost) & ~done
-        if constrained:
+        if constrained and accept.any():  # (with nothing accepted there is nothing to check)
             t_feasible = (np.asarray(model.constraints(trial)).reshape(m, -1) >= 0.0).all(axis=1)
             accept &= t_feasible | ~feasible
             np.copyto(feasible, t_feasible, where=accept)
@@ -368,4 +435,6 @@ def fit_slices(
         np.copyto(theta, trial, where=accept[:, None])
         np.copyto(gram, t_gram, where=accept[:, None, None])
         np.copyto(cost, t_cost, where=accept)
+    full_theta[active], full_cost[active], full_done[active] = theta, cost, done
+    theta, cost, done = full_theta, full_cost, full_done
     return SliceFit(theta=theta, cost=cost, converged=done & (counts > 0), iterations=iterations)

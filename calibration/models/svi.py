@@ -395,13 +395,15 @@ class SVI:
         a, b, rho, m, sigma = plan.columns(theta, 5)
         u = plan.k - m
         r = np.sqrt(u * u + sigma * sigma)
-        w = np.maximum(a + b * (rho * u + r), W_FLOOR)
+        shape = rho * u + r  # d w / d b
+        w = np.maximum(a + b * shape, W_FLOOR)
         vol = np.sqrt(w / plan.ttm)
         scale = 0.5 / (vol * plan.ttm)  # d vol / d w = 1 / (2 vol t)
+        scale_b = scale * b
         jac = np.empty((plan.k.shape[0], 5))
         jac[:, 0] = scale
-        jac[:, 1] = scale * (rho * u + r)
-        jac[:, 2] = scale * b * u
-        jac[:, 3] = -scale * b * (rho + u / r)
-        jac[:, 4] = scale * b * sigma / r
+        np.multiply(scale, shape, out=jac[:, 1])
+        np.multiply(scale_b, u, out=jac[:, 2])
+        np.multiply(-scale_b, rho + u / r, out=jac[:, 3])  # (-s) b = -(s b) exactly
+        np.divide(scale_b * sigma, r, out=jac[:, 4])
         return vol, jac

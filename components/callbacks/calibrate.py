@@ -1,7 +1,8 @@
 """Calibrations: a fast gate checks the request, a background job fits it (memoised, with progress and cancel).
 
 The gate (``request_fit``) runs in the web process on Calibrate, on a new snapshot and on a link: it turns the
-controls into :class:`CalibrationSettings` and checks the snapshot is on the server, so every failure that
+controls into :class:`CalibrationSettings` and checks the snapshot is on the server (and in scale-out mode that
+Redis answers and a worker is alive), so every failure that
 depends on the moment (not on the inputs) is reported there and never memoised. It writes the job spec
 ``{"snapshot": key, "settings": settings.to_dict()}`` into ``FIT_REQUEST``, the job's only input: the
 background-callback manager memoises the job by that spec (content hash + settings) and the code version
@@ -25,6 +26,7 @@ from components import ids
 from components.callbacks.common import error, notify
 from components.controls import CONTROL_IDS, CONTROL_PROPS, FELLER_MODELS, SABR_MODELS, settings_from_controls
 from components.layout import result_summary
+from components.scaleout import health
 from components.server_store import cached_fit, snapshot_for
 
 log = logging.getLogger(__name__)
@@ -59,9 +61,14 @@ def request_fit(_clicks: int | None, key: dict[str, Any] | None, _applied: Any, 
         return no_update, error("Nothing to calibrate", "no snapshot is loaded: pick or upload one")
     try:
         settings = settings_from_controls(*controls)
+        problem = health.unavailable()
+        if problem is not None:
+            return no_update, error("Calibration not started", problem)
         snapshot_for(key)
     except (SmilescopeError, OSError) as exc:
         return no_update, error("Calibration not started", exc)
+    except health.REDIS_ERRORS as exc:
+        return no_update, error("Calibration not started", health.redis_down_message(exc))
     return job_spec(key, settings), no_update
 
 

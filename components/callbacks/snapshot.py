@@ -80,7 +80,7 @@ def receive_upload(contents: str | None, filename: str | None, options: list[dic
     name = filename or "upload"
     try:
         snapshot, key = upload_snapshot(contents, name)
-    except SmilescopeError as exc:
+    except (SmilescopeError, OSError) as exc:  # OSError: the shared store (disk or Redis) is unavailable
         return no_update, no_update, None, error(f"Upload rejected: {name}", exc)
     message = (f"{snapshot.underlying} at {snapshot.asof:%Y-%m-%d %H:%M} UTC: {snapshot.drops.n_input:,} quotes, "
                f"{snapshot.drops.n_kept:,} fitted")

@@ -9,7 +9,7 @@ from components import ids
 from components.tables import grid_theme
 
 THEMES = ("dark", "light")
-GRIDS = (ids.PARAMS_TABLE, ids.DROP_TABLE, ids.FORWARD_TABLE, ids.QUOTES_GRID, ids.COMPARE_TABLE)
+GRIDS = (ids.PARAMS_TABLE, ids.DROP_TABLE, ids.FORWARD_TABLE, ids.QUOTES_GRID, ids.COMPARE_TABLE, ids.BACKTEST_RANKING)
 
 
 @callback(

@@ -1,4 +1,5 @@
-"""The eight views. Only the active tab is drawn; a tab is drawn again only when what it shows has changed.
+"""The eight single-snapshot views (the Backtest tab has its own callbacks: :mod:`components.callbacks.backtest`).
+Only the active tab is drawn; a tab is drawn again only when what it shows has changed.
 
 Each tab has two callbacks. A clientside gate (in the browser, no request) watches the active tab, the tab's
 data (the fit in ``RESULT_STORE``, the snapshot key, or the pinned fits), the theme and the tab's options; when

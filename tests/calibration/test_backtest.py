@@ -316,3 +316,18 @@ def test_cli_defaults_to_the_bundled_history_folder(synthetic, tmp_path, monkeyp
     assert main(["backtest", "--model", "ssvi", "--compare-starts"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("3 snapshots") and "ssvi warm" in out and "ssvi cold" in out
+
+
+def test_join_takes_the_first_row_of_every_option_present_in_all_tables_in_key_order():
+    from calibration.backtest import _join
+
+    rng = np.random.default_rng(3)
+    tables = [{"key": rng.choice(list("abcdefgh"), size=10)} for _ in range(3)]  # with repeats
+    tables.append({"expiry": np.array(["2026-01-01T08:00:00Z"] * 3, dtype=object), "strike": np.array([1.0, 2.0, 1.0]),
+                   "option_type": np.array(["C", "C", "C"])})  # no key column: built from expiry|strike|type
+    rows = _join(*tables[:3])
+    common = sorted(set.intersection(*(set(t["key"].tolist()) for t in tables[:3])))
+    for table, idx in zip(tables[:3], rows):
+        assert [table["key"][i] for i in idx] == common
+        assert all(list(table["key"]).index(k) == i for k, i in zip(common, idx))  # first occurrence
+    assert [list(r) for r in _join(tables[3], tables[3])] == [[0, 1], [0, 1]]

@@ -231,6 +231,33 @@ def test_duplicates_without_any_two_sided_quote_keep_the_first():
     assert list(clean(frame).status) == ["no_bid", "duplicate"]
 
 
+def test_duplicate_mask_matches_a_row_by_row_reference_on_random_chains():
+    """Against a plain loop: per (expiry, strike, type) -- missing values equal to each other -- the kept row is
+    the first two-sided uncrossed quote of smallest spread, else the first row."""
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n = int(rng.integers(0, 40))
+        frame = pd.DataFrame({
+            "expiry": pd.to_datetime(rng.choice(["2026-01-01", "2026-02-01", None], n), utc=True),
+            "strike": rng.choice([100.0, 110.0, np.nan], n),
+            "option_type": pd.array(rng.choice(["C", "P", None], n), dtype="str"),
+            "bid": rng.choice([1.0, 2.0, 0.0, np.nan, 1.5], n),
+            "ask": rng.choice([1.0, 2.0, 2.5, np.nan], n),
+        })
+        expected = np.zeros(n, dtype=bool)
+        best: dict[tuple, tuple] = {}
+        for i, row in enumerate(frame.itertuples(index=False)):
+            key = tuple("<missing>" if pd.isna(v) else v for v in (row.expiry, row.strike, row.option_type))
+            two_sided = np.isfinite(row.bid) and np.isfinite(row.ask) and row.bid > 0.0 and row.ask >= row.bid
+            rank = (not two_sided, row.ask - row.bid if two_sided else np.inf, i)
+            if key in best:
+                expected[max(best[key], rank)[2]] = True
+                best[key] = min(best[key], rank)
+            else:
+                best[key] = rank
+        assert list(duplicate_mask(frame)) == list(expected)
+
+
 # ---------------------------------------------------------------------------------------------- report / API
 
 

@@ -421,3 +421,16 @@ def test_eth_sample_is_otm_only_and_uses_the_venue_forward(shared_data):
     assert (table["method"] == "venue_forward").all()
     assert table.set_index("expiry")["forward"].to_numpy() == pytest.approx(venue.to_numpy(), rel=0.0)
     assert (table["discount"] == 1.0).all()
+
+
+@hyp_settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.floats(allow_nan=False, allow_infinity=True, width=64), st.just(float("nan"))),
+                min_size=1, max_size=25))
+def test_median_helper_is_numpys_median_bit_for_bit(values):
+    from calibration.forwards import _median
+
+    x = np.array(values, dtype=float)
+    with np.errstate(invalid="ignore", over="ignore"):  # huge or infinite middle values overflow in both alike
+        expected = float(np.median(x))
+        got = _median(x)
+    assert (np.isnan(got) and np.isnan(expected)) or got == expected

@@ -472,6 +472,46 @@ def test_fit_slices_reaches_the_per_slice_least_squares_optimum():
         assert (model.constraints(batched.theta[j]) >= 0.0).all()
 
 
+def _uneven(quotes: QuoteArrays, seed: int = 2) -> QuoteArrays:
+    """Drop about a third of the quotes at random: expiries with different numbers of quotes (padded layout)."""
+    return quotes.take(np.random.default_rng(seed).random(quotes.n) >= 0.3)
+
+
+@pytest.mark.parametrize("model", [SVI(), SABR(beta=0.5), SABR(beta=None)], ids=["svi", "sabr", "sabr-beta"])
+def test_slice_plan_restrict_is_the_plan_of_the_kept_expiries(model):
+    quotes = _uneven(_svi_surface(noise=0.002)[0])
+    keep = np.array([True, False, True, False, True])
+    direct = model.prepare(quotes.take(keep[quotes.expiry_index]))
+    restricted = model.prepare(quotes).restrict(keep)
+    assert restricted.n_expiries == direct.n_expiries == 3
+    np.testing.assert_array_equal(restricted.expiry_index, direct.expiry_index)
+    theta = model.initial_guesses(quotes)[keep]
+    for a, b in zip(model.value_and_jacobian(theta, restricted), model.value_and_jacobian(theta, direct)):
+        np.testing.assert_array_equal(a, b)  # same quotes and precomputed terms (SABR's fixed-beta terms)
+
+
+@pytest.mark.parametrize("model", [SVI(), SABR(beta=0.5)], ids=["svi", "sabr"])
+def test_fit_slices_gives_every_expiry_the_fit_it_gets_alone(model):
+    """Expiries that finish early leave the batch; the others go on with the same numbers as a fit of their own."""
+    quotes = _uneven(_svi_surface(noise=0.004, seed=5)[0])
+    weight = 1.0 + np.abs(quotes.k)
+    start = model.initial_guesses(quotes)
+    start[[0, 3]] = 0.5 * (start[[0, 3]] + start[[1, 4]])  # two expiries start further away: they finish later
+    batched = fit_slices(model, model.prepare(quotes), quotes.vol_mid, start, weight=weight)
+    alone = []
+    for j in range(quotes.expiry_ttm.size):
+        rows = quotes.expiry_index == j
+        one = quotes.take(rows)
+        # the weights of one expiry scaled so that its exact-fit threshold (from the largest weight) is the same
+        scale = np.max(weight) / np.max(weight[rows])
+        alone.append(fit_slices(model, model.prepare(one), one.vol_mid, start[j:j + 1], weight=weight[rows] * scale))
+        assert batched.theta[j] == pytest.approx(alone[j].theta[0], rel=1e-9, abs=1e-12)
+        assert batched.cost[j] * scale**2 == pytest.approx(alone[j].cost[0], rel=1e-9)
+    assert batched.converged.all()
+    iterations = [a.iterations for a in alone]
+    assert batched.iterations == max(iterations) and min(iterations) < max(iterations)
+
+
 def test_fit_slices_with_weights_matches_weighted_least_squares():
     quotes, _ = _svi_surface(noise=0.003, seed=11)
     model = SABR(beta=0.5)

@@ -54,6 +54,8 @@ bench: install-dev system-deps
 	$(PY) benchmarks/bench_slices.py
 	$(PY) benchmarks/bench_heston.py
 	$(PY) benchmarks/bench_dashboard.py
+	$(PY) benchmarks/bench_backtest.py
+	$(PY) benchmarks/bench_scaleout.py
 
 demo: install
 	$(PY) -m calibration demo

@@ -148,3 +148,26 @@ def test_a_worker_killed_mid_chunk_fails_the_backtest_with_the_chunk_named(scale
         run_history_distributed(names[:8], _settings("svi", seed=106, warm_start=False), chunk_size=8,
                                 progress=kill_after_the_first_snapshot)
     assert len(killed) == 1 and killed[0] < 7
+
+
+def test_the_dashboard_backtest_job_fans_out_in_scaleout_mode(scaleout_env, celery_worker, names):
+    from components.callbacks.backtest import backtest_job
+    from components.history import load_outcome
+
+    celery_worker(concurrency=2)
+    for key in client().scan_iter(match="smilescope:fanout:*"):  # markers of the runs of earlier tests
+        client().delete(key)
+    settings = _settings(seed=303, warm_start=False)
+    spec = {"history": "history", "names": names, "calibration": settings.calibration.to_dict(),
+            "runs": [{"model": "ssvi", "model_options": {}, "warm_start": False, "regularisation": 0.0}]}
+    texts: list[str] = []
+    data, _note = backtest_job(spec, lambda value: texts.append(value[1]))
+    outcome = load_outcome(data["key"])  # stored in the Redis "backtests" store
+    assert outcome is not None and outcome.labels == ("ssvi cold",)
+    reference = backtest(snapshot_sources(names), settings)
+    assert _comparable(outcome.results[0]) == _comparable(reference)
+    assert texts[-1].startswith(f"snapshot {len(names)} of {len(names)} · SSVI cold")
+    # fanned out: every chunk of this run was claimed, each by a Celery task (its id), none run in this process
+    claims = [key for key in client().scan_iter(match="smilescope:fanout:*:claim:*")]
+    owners = {client().get(key).decode() for key in claims}
+    assert len(claims) >= 2 and all(len(owner) == 36 and owner.count("-") == 4 for owner in owners)

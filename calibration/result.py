@@ -34,7 +34,11 @@ def to_json_value(value: Any) -> Any:
     """A plain-JSON version of ``value``: numpy scalars/arrays to floats/lists, NaN and infinities to ``None``."""
     if isinstance(value, Mapping):
         return {str(k): to_json_value(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        return _finite_or_none(value.tolist())
     if isinstance(value, (list, tuple)):
+        if all(type(v) is float for v in value):  # the common case (per-quote columns): no recursion
+            return _finite_or_none(value)
         return [to_json_value(v) for v in value]
     if isinstance(value, np.ndarray):
         return to_json_value(value.tolist())
@@ -45,6 +49,11 @@ def to_json_value(value: Any) -> Any:
     if isinstance(value, (float, np.floating)):
         return float(value) if math.isfinite(float(value)) else None
     return value
+
+
+def _finite_or_none(values: Any) -> list[Any]:
+    """Python floats (nested lists of them, as ``ndarray.tolist`` gives) with NaN and infinities as ``None``."""
+    return [_finite_or_none(v) if isinstance(v, list) else (v if math.isfinite(v) else None) for v in values]
 
 
 def _from_json_floats(value: Any) -> Any:

@@ -249,8 +249,7 @@ def backtest_job(spec: dict[str, Any], set_progress: Progress) -> tuple[Any, Any
     if stopped:
         return no_update, notify("Backtest stopped", "The fits done are kept: Run backtest resumes.", color="gray")
     key = save_outcome(spec, labels, runs)
-    outcome = load_outcome(key)
-    assert outcome is not None  # just stored
+    outcome = BacktestOutcome(spec=spec, labels=tuple(labels), runs=tuple(runs))
     bad = bad_snapshots(outcome)
     note = notify(f"{len(bad)} snapshot(s) not used", "; ".join(bad), color="orange") if bad else no_update
     return store_data(key, outcome), note

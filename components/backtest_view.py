@@ -87,7 +87,7 @@ def backtest_panel() -> list[Any]:
     controls = dmc.Group(
         [
             dmc.Select(id=ids.BACKTEST_HISTORY, label="History", data=histories,
-                       value=histories[0]["value"] if histories else None, allowDeselect=False, size="xs", w=320,
+                       value=histories[0]["value"] if histories else None, allowDeselect=False, size="xs", w=380,
                        placeholder="no history folder in the data directory",
                        comboboxProps={"withinPortal": True}),
             dmc.MultiSelect(id=ids.BACKTEST_MODELS, label=f"Models (up to {MAX_MODELS})", data=_model_options(),

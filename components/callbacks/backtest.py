@@ -329,6 +329,8 @@ def _blank(view: str, why: str, theme: str) -> tuple:
 
 #: Ranking columns kept wide enough to read, or narrower than the rest (px).
 RANKING_WIDTHS = {"rank": 52, "run": 120, "best": 165}
+#: Ranking columns whose text wraps (the row grows) rather than being cut.
+RANKING_WRAPPED = ("best",)
 #: Ranking columns hidden: the model's name is the run label's first word.
 RANKING_HIDDEN = ("model",)
 
@@ -338,6 +340,8 @@ def ranking_columns() -> list[dict[str, Any]]:
     wide enough to read."""
     return [col | {"filter": False, "hide": col["field"] in RANKING_HIDDEN}
             | ({"minWidth": RANKING_WIDTHS[col["field"]]} if col["field"] in RANKING_WIDTHS else {})
+            | ({"wrapText": True, "autoHeight": True, "cellClass": "cell-wrapped"}
+               if col["field"] in RANKING_WRAPPED else {})
             for col in column_defs(RANKING_COLUMNS)]
 
 

@@ -35,7 +35,7 @@ from calibration.result import CalibrationResult
 from components import ids
 from components.backtest_view import MAX_MODELS, STARTS, SUBVIEWS
 from components.callbacks.common import error, notify, result_id
-from components.callbacks.render import THEMES, _draw, _records
+from components.callbacks.render import THEMES, draw_safely, records_safely
 from components.controls import CONTROL_IDS, CONTROL_PROPS, settings_from_controls
 from components.data_files import history_folders
 from components.figures.backtest import (
@@ -370,18 +370,18 @@ def replay_figures(outcome: BacktestOutcome, run: int, step: int, theme: str) ->
                      for _ in range(2))
     fitted = CalibrationResult.from_dict(fit)
     tag = result_id(fit)
-    return (_draw(surface_figure, snapshot, fitted, theme=theme, tag=tag),
-            _draw(smiles_figure, snapshot, fitted, theme=theme, tag=tag))
+    return (draw_safely(surface_figure, snapshot, fitted, theme=theme, tag=tag),
+            draw_safely(smiles_figure, snapshot, fitted, theme=theme, tag=tag))
 
 
 def draw_view(view: str, data: dict[str, Any], outcome: BacktestOutcome, theme: str, run: Any, step: Any) -> tuple:
     """The outputs of one sub-view."""
     runs, labels = outcome.results, list(outcome.labels)
     if view == "ranking":
-        return _records(ranking_records, runs, labels), ranking_columns()
+        return records_safely(ranking_records, runs, labels), ranking_columns()
     figures = {"stability": stability_figure, "oos": out_of_sample_figure, "hedge": hedge_figure}
     if view in figures:
-        return (_draw(figures[view], runs, labels, theme=theme, tag=data["key"]),)
+        return (draw_safely(figures[view], runs, labels, theme=theme, tag=data["key"]),)
     r = int(run) if str(run or "").isdigit() and int(run) < len(runs) else 0
     i = min(max(int(step or 0), 0), data["n"] - 1)
     return replay_figures(outcome, r, i, theme)

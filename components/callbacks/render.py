@@ -52,7 +52,7 @@ NO_FIT = "No fit yet: press Calibrate"
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _draw(figure: Callable[..., go.Figure], *args: Any, theme: str, tag: str | None, **options: Any) -> go.Figure:
+def draw_safely(figure: Callable[..., go.Figure], *args: Any, theme: str, tag: str | None, **options: Any) -> go.Figure:
     """Call a figure function; on failure a blank figure saying why (logged), never an exception."""
     try:
         fig = figure(*args, theme=theme, **options)
@@ -64,7 +64,7 @@ def _draw(figure: Callable[..., go.Figure], *args: Any, theme: str, tag: str | N
     return fig
 
 
-def _records(records: Callable[..., list[dict[str, Any]]], *args: Any) -> list[dict[str, Any]]:
+def records_safely(records: Callable[..., list[dict[str, Any]]], *args: Any) -> list[dict[str, Any]]:
     """Table rows from a figure module; empty (logged) if it fails."""
     try:
         return list(records(*args))
@@ -117,32 +117,32 @@ def _blank(theme: str, n: int = 1) -> Callable[[str], tuple]:
 def render_surface(data: dict[str, Any] | None, theme: str, axis: str) -> tuple[go.Figure]:
     """Surface tab: the fitted surface in 3D on the chosen x axis."""
     return _with_fit(data, lambda s, r, tag: (
-        _draw(surface_figure, s, r, x_axis=axis or "k", theme=theme, tag=tag),), _blank(theme))
+        draw_safely(surface_figure, s, r, x_axis=axis or "k", theme=theme, tag=tag),), _blank(theme))
 
 
 def render_smiles(data: dict[str, Any] | None, theme: str) -> tuple[go.Figure]:
     """Smiles tab: one panel per expiry."""
     return _with_fit(data, lambda s, r, tag: (
-        _draw(smiles_figure, s, r, theme=theme, tag=tag),), _blank(theme))
+        draw_safely(smiles_figure, s, r, theme=theme, tag=tag),), _blank(theme))
 
 
 def render_residuals(data: dict[str, Any] | None, theme: str, space: str) -> tuple[go.Figure]:
     """Residuals tab, in vol points or premium."""
     return _with_fit(data, lambda s, r, tag: (
-        _draw(residuals_figure, s, r, space=space or "vol", theme=theme, tag=tag),), _blank(theme))
+        draw_safely(residuals_figure, s, r, space=space or "vol", theme=theme, tag=tag),), _blank(theme))
 
 
 def render_term(data: dict[str, Any] | None, theme: str) -> tuple[go.Figure]:
     """Term-structure tab: ATM vol, skew and curvature by expiry."""
     return _with_fit(data, lambda s, r, tag: (
-        _draw(term_figure, s, r, theme=theme, tag=tag),), _blank(theme))
+        draw_safely(term_figure, s, r, theme=theme, tag=tag),), _blank(theme))
 
 
 def render_greeks(data: dict[str, Any] | None, theme: str, greek: str) -> tuple[go.Figure, go.Figure]:
     """Greeks tab: the chosen greek in 3D and the risk-neutral densities."""
     return _with_fit(data, lambda s, r, tag: (
-        _draw(greeks_figure, s, r, greek=greek or "delta", theme=theme, tag=tag),
-        _draw(density_figure, s, r, theme=theme, tag=tag),
+        draw_safely(greeks_figure, s, r, greek=greek or "delta", theme=theme, tag=tag),
+        draw_safely(density_figure, s, r, theme=theme, tag=tag),
     ), _blank(theme, 2))
 
 
@@ -171,11 +171,11 @@ def fit_stats_table(records: list[dict[str, Any]]) -> Any:
 def render_params(data: dict[str, Any] | None, theme: str) -> tuple:
     """Parameters tab: parameter rows and columns, fit statistics, correlation and sensitivity heatmaps."""
     def draw(s: QuoteSnapshot, r: CalibrationResult, tag: str) -> tuple:
-        rows = _records(params_records, r)
-        stats = _records(fit_stats_records, r)
+        rows = records_safely(params_records, r)
+        stats = records_safely(fit_stats_records, r)
         return (rows, _columns(param_columns, r, rows), fit_stats_table(stats),
-                _draw(correlation_figure, r, theme=theme, tag=tag),
-                _draw(sensitivity_figure, s, r, theme=theme, tag=tag))
+                draw_safely(correlation_figure, r, theme=theme, tag=tag),
+                draw_safely(sensitivity_figure, s, r, theme=theme, tag=tag))
 
     def blank(why: str) -> tuple:
         return [], [], dmc.Text(why, size="sm", c="dimmed"), _no_fit(theme, why), _no_fit(theme, why)
@@ -189,7 +189,7 @@ def render_quality(key: dict[str, Any] | None, theme: str) -> tuple:
         snapshot = snapshot_for(key or {})
     except Exception as exc:  # noqa: BLE001
         return _no_fit(theme, f"No snapshot: {exc}"), [], [], []
-    return (_draw(forwards_figure, snapshot, theme=theme, tag=None), drop_records(snapshot),
+    return (draw_safely(forwards_figure, snapshot, theme=theme, tag=None), drop_records(snapshot),
             forward_records(snapshot), quote_records(snapshot))
 
 
@@ -204,11 +204,11 @@ def render_compare(pinned: list[dict[str, Any]] | None, theme: str) -> tuple:
         results = [CalibrationResult.from_dict(d) for d in pinned]
     except Exception as exc:  # noqa: BLE001
         return [], [], _no_fit(theme, f"Cannot compare: {exc}"), _no_fit(theme, f"Cannot compare: {exc}")
-    rows = _records(compare_records, results)
+    rows = records_safely(compare_records, results)
     tag = "|".join(result_id(d) or "" for d in pinned)
     return (rows, _columns(compare_columns, results, rows),
-            _draw(compare_smiles_figure, snapshot, results, theme=theme, tag=tag),
-            _draw(compare_residuals_figure, snapshot, results, theme=theme, tag=tag))
+            draw_safely(compare_smiles_figure, snapshot, results, theme=theme, tag=tag),
+            draw_safely(compare_residuals_figure, snapshot, results, theme=theme, tag=tag))
 
 
 def render_stamp(source: Any, theme: str, options: list[Any]) -> str:

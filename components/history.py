@@ -199,6 +199,11 @@ def save_outcome(spec: Mapping[str, Any], labels: Sequence[str], runs: Sequence[
     return key
 
 
+def outcome_stored(key: str) -> bool:
+    """Whether the outcome ``key`` is in the shared store now (not just parsed in this process earlier)."""
+    return key in store("backtests")
+
+
 def load_outcome(key: str) -> BacktestOutcome | None:
     """The outcome stored under ``key``, ``None`` when it is not stored (parsed once per process: an outcome is
     content-addressed and never changes)."""

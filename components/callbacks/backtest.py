@@ -48,7 +48,15 @@ from components.figures.backtest import (
 from components.figures.common import empty_figure
 from components.figures.smiles import smiles_figure
 from components.figures.surface import surface_figure
-from components.history import BacktestOutcome, HistoryRun, load_outcome, outcome_key, run_history, save_outcome
+from components.history import (
+    BacktestOutcome,
+    HistoryRun,
+    load_outcome,
+    outcome_key,
+    outcome_stored,
+    run_history,
+    save_outcome,
+)
 from components.scaleout import health
 from components.server_store import cached_result, data_snapshot
 from components.tables import column_defs
@@ -145,7 +153,7 @@ def request_backtest(_clicks: int | None, history: str | None, models: list[str]
         problem = health.unavailable()
         if problem is not None:
             return no_update, error("Backtest not started", problem)
-        if load_outcome(outcome_key(spec)) is None:
+        if not outcome_stored(outcome_key(spec)):
             spec["attempt"] = uuid.uuid4().hex[:12]
     except (SmilescopeError, OSError) as exc:
         return no_update, error("Backtest not started", exc)
@@ -236,7 +244,7 @@ def store_data(key: str, outcome: BacktestOutcome) -> dict[str, Any]:
 def backtest_job(spec: dict[str, Any], set_progress: Progress) -> tuple[Any, Any]:
     """Run a spec and store its outcome; returns ``(BACKTEST_STORE data, notification)``. A failure is a
     notification and the backtest on screen stays; bad snapshots are named in a warning."""
-    stored = load_outcome(outcome_key(spec))
+    stored = load_outcome(outcome_key(spec)) if outcome_stored(outcome_key(spec)) else None
     if stored is not None:  # the same backtest was run before: show it
         return store_data(outcome_key(spec), stored), no_update
     try:

@@ -387,3 +387,25 @@ def test_history_files_are_parsed_once_per_process_and_again_when_they_change(da
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # the file changes
     history.run_history(names, BacktestSettings())
     assert parsed[6:] == [FILES[1], FILES[CORRUPT]]
+
+
+def test_a_request_for_an_evicted_outcome_runs_again_from_the_fit_cache(fits):
+    from components.callbacks.backtest import request_backtest
+    from components.history import load_outcome, outcome_key, outcome_stored
+    from components.server_store import store
+
+    panel = ("svi", "lm", "vol", "vega", "linear", "mid", 2000, 0, 0, 0.5, False)
+    spec, _ = request_backtest(1, "hist", ["svi"], ["warm"], 1.0, *panel)
+    assert "attempt" in spec  # nothing stored yet: a one-off tag, so no job memo of an older run can answer
+    first, _ = run_job(spec)
+    assert first["key"] == outcome_key(spec) == outcome_key({k: v for k, v in spec.items() if k != "attempt"})
+    again, _ = request_backtest(2, "hist", ["svi"], ["warm"], 1.0, *panel)
+    assert "attempt" not in again  # stored: the same request, the job shows it without running
+    made = len(fits)
+    store("backtests").delete(first["key"])  # evicted
+    assert not outcome_stored(first["key"])
+    retry, _ = request_backtest(3, "hist", ["svi"], ["warm"], 1.0, *panel)
+    assert retry.get("attempt") not in (None, spec["attempt"])
+    data, _ = run_job(retry)
+    assert data["key"] == first["key"] and outcome_stored(data["key"]) and load_outcome(data["key"]) is not None
+    assert len(fits) == made  # every fit came from the fit cache

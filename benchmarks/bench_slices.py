@@ -41,8 +41,9 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import QuantLib as ql
@@ -147,12 +148,10 @@ def smilescope_calibrate(name: str, options: dict, quotes: QuoteArrays) -> np.nd
     return model.values(np.asarray(result.param_array, dtype=float), model.prepare(quotes))
 
 
-def quantlib_svi(quotes: QuoteArrays, starts: np.ndarray | None) -> np.ndarray:
-    out = np.empty(quotes.n)
+def _ql_svi_sections(quotes: QuoteArrays, starts: np.ndarray | None) -> Iterator[tuple[np.ndarray, Any]]:
+    """QuantLib's SVI calibrated on each expiry: ``(rows of its quotes, the calibrated smile section)``."""
     for j, days in enumerate(DAYS):
         rows = quotes.expiry_index == j
-        strikes = list(quotes.strike[rows])
-        vols = list(quotes.vol_mid[rows])
         t = quotes.expiry_ttm[j]
         atm = float(np.interp(0.0, quotes.k[rows], quotes.vol_mid[rows]))
         if starts is None:
@@ -161,71 +160,54 @@ def quantlib_svi(quotes: QuoteArrays, starts: np.ndarray | None) -> np.ndarray:
         else:
             a, b, rho, m, sigma = starts[j]
         section = ql.SviInterpolatedSmileSection(
-            TODAY + int(days), FORWARD, strikes, False, atm, vols, a, b, sigma, rho, m,
-            False, False, False, False, False, False,
+            TODAY + int(days), FORWARD, list(quotes.strike[rows]), False, atm, list(quotes.vol_mid[rows]),
+            a, b, sigma, rho, m, False, False, False, False, False, False,
         )
         section.a()  # triggers the calibration
-        out[rows] = [section.volatility(x) for x in strikes]
-    return out
+        yield rows, section
 
 
-def quantlib_sabr(quotes: QuoteArrays, starts: np.ndarray | None) -> np.ndarray:
-    out = np.empty(quotes.n)
+def _ql_sabr_fits(quotes: QuoteArrays, starts: np.ndarray | None) -> Iterator[tuple[np.ndarray, Any]]:
+    """QuantLib's SABR calibrated on each expiry: ``(rows of its quotes, the calibrated interpolation)``."""
     scale = FORWARD ** (1.0 - BETA)
     for j in range(DAYS.size):
         rows = quotes.expiry_index == j
-        t = quotes.expiry_ttm[j]
         if starts is None:
             atm = float(np.interp(0.0, quotes.k[rows], quotes.vol_mid[rows]))
             alpha, rho, nu = atm * scale, 0.0, 0.5
         else:
             alpha, rho, nu = starts[j, 0] * scale, starts[j, 1], starts[j, 2]
         fit = ql.SABRInterpolation(
-            ql.Array(list(quotes.strike[rows])), ql.Array(list(quotes.vol_mid[rows])), t, FORWARD,
-            alpha, BETA, nu, rho, False, True, False, False, False,
+            ql.Array(list(quotes.strike[rows])), ql.Array(list(quotes.vol_mid[rows])), quotes.expiry_ttm[j],
+            FORWARD, alpha, BETA, nu, rho, False, True, False, False, False,
         )
+        fit.alpha()  # triggers the calibration
+        yield rows, fit
+
+
+def quantlib_svi(quotes: QuoteArrays, starts: np.ndarray | None) -> np.ndarray:
+    out = np.empty(quotes.n)
+    for rows, section in _ql_svi_sections(quotes, starts):
+        out[rows] = [section.volatility(x) for x in quotes.strike[rows].tolist()]
+    return out
+
+
+def quantlib_sabr(quotes: QuoteArrays, starts: np.ndarray | None) -> np.ndarray:
+    out = np.empty(quotes.n)
+    for j, (rows, fit) in enumerate(_ql_sabr_fits(quotes, starts)):
+        t = quotes.expiry_ttm[j]
         params = (fit.alpha(), fit.beta(), fit.nu(), fit.rho())
         out[rows] = [ql.sabrVolatility(x, FORWARD, t, *params) for x in quotes.strike[rows]]
     return out
 
 
-def _time_ql_svi(quotes: QuoteArrays, starts: np.ndarray | None) -> Callable[[], object]:
-    """QuantLib SVI without the evaluation loop (the calibration alone)."""
+def _calibrations_only(fits: Callable[[QuoteArrays, np.ndarray | None], Iterator[Any]], quotes: QuoteArrays,
+                       starts: np.ndarray | None) -> Callable[[], object]:
+    """QuantLib's per-expiry calibrations without the evaluation loop."""
 
     def run() -> None:
-        for j, days in enumerate(DAYS):
-            rows = quotes.expiry_index == j
-            t = quotes.expiry_ttm[j]
-            atm = float(np.interp(0.0, quotes.k[rows], quotes.vol_mid[rows]))
-            if starts is None:
-                b, sigma, rho, m = 0.1, 0.1, 0.0, 0.0
-                a = atm * atm * t - b * sigma
-            else:
-                a, b, rho, m, sigma = starts[j]
-            ql.SviInterpolatedSmileSection(
-                TODAY + int(days), FORWARD, list(quotes.strike[rows]), False, atm, list(quotes.vol_mid[rows]),
-                a, b, sigma, rho, m, False, False, False, False, False, False,
-            ).a()
-
-    return run
-
-
-def _time_ql_sabr(quotes: QuoteArrays, starts: np.ndarray | None) -> Callable[[], object]:
-    """QuantLib SABR without the evaluation loop (the calibration alone)."""
-    scale = FORWARD ** (1.0 - BETA)
-
-    def run() -> None:
-        for j in range(DAYS.size):
-            rows = quotes.expiry_index == j
-            if starts is None:
-                atm = float(np.interp(0.0, quotes.k[rows], quotes.vol_mid[rows]))
-                alpha, rho, nu = atm * scale, 0.0, 0.5
-            else:
-                alpha, rho, nu = starts[j, 0] * scale, starts[j, 1], starts[j, 2]
-            ql.SABRInterpolation(
-                ql.Array(list(quotes.strike[rows])), ql.Array(list(quotes.vol_mid[rows])), quotes.expiry_ttm[j],
-                FORWARD, alpha, BETA, nu, rho, False, True, False, False, False,
-            ).alpha()
+        for _ in fits(quotes, starts):
+            pass
 
     return run
 
@@ -278,9 +260,9 @@ def bench_svi(noise: float) -> None:
     ]:
         rows.append((name, *best_time(fit), rmse_points(fit(), vol)))
     reps = 3 if noise > 0.002 else REPEATS
-    rows.append(("quantlib", *best_time(_time_ql_svi(quotes, None), reps),
+    rows.append(("quantlib", *best_time(_calibrations_only(_ql_svi_sections, quotes, None), reps),
                  rmse_points(quantlib_svi(quotes, None), vol)))
-    rows.append(("quantlib from smilescope guess", *best_time(_time_ql_svi(quotes, guesses), reps),
+    rows.append(("quantlib from smilescope guess", *best_time(_calibrations_only(_ql_svi_sections, quotes, guesses), reps),
                  rmse_points(quantlib_svi(quotes, guesses), vol)))
     report(f"SVI, 10 expiries x {N_STRIKES} strikes, {'noise %.1f vol pt' % (100 * noise) if noise else 'clean'}",
            rows, "quantlib")
@@ -302,10 +284,10 @@ def bench_sabr(noise: float) -> None:
     ]:
         rows.append((name, *best_time(fit), rmse_points(fit(), q_ours.vol_mid)))
     reps = 3 if noise > 0.002 else REPEATS
-    rows.append(("quantlib", *best_time(_time_ql_sabr(q_theirs, None), reps),
+    rows.append(("quantlib", *best_time(_calibrations_only(_ql_sabr_fits, q_theirs, None), reps),
                  rmse_points(quantlib_sabr(q_theirs, None), q_theirs.vol_mid)))
     rows.append(("quantlib from smilescope guess",
-                 *best_time(_time_ql_sabr(q_theirs, guesses), reps),
+                 *best_time(_calibrations_only(_ql_sabr_fits, q_theirs, guesses), reps),
                  rmse_points(quantlib_sabr(q_theirs, guesses), q_theirs.vol_mid)))
     report(f"SABR (beta {BETA} fixed), 10 expiries x {N_STRIKES} strikes, "
            f"{'noise %.1f vol pt' % (100 * noise) if noise else 'clean'}", rows, "quantlib")

@@ -153,6 +153,23 @@ def greeks_of_fit(snapshot: QuoteSnapshot, result: CalibrationResult, ex: Expiri
     return grid, sd
 
 
+def _fitted_grid(snapshot: QuoteSnapshot, result: CalibrationResult | None, *, n: int, quoted: bool, what: str,
+                 theme: Theme) -> tuple[Expiries, GreeksGrid, np.ndarray] | go.Figure:
+    """The fitted expiries, the greeks grid and the ATM standard deviations (see :func:`greeks_of_fit`), or the
+    empty figure saying why there are none (no fit, no expiry, the grid failed); ``what`` names the view."""
+    if not has_model(result):
+        return empty_figure(f"No fitted model: calibrate to see the {what}", theme=theme)
+    assert result is not None
+    ex = fitted_expiries(snapshot, result)
+    if ex.m == 0:
+        return empty_figure("No expiries to show", theme=theme)
+    try:
+        grid, sd = greeks_of_fit(snapshot, result, ex, n=n, quoted=quoted)
+    except CalibrationError as exc:
+        return empty_figure(f"{what[0].upper()}{what[1:]} not available: {exc}", theme=theme)
+    return ex, grid, sd
+
+
 def _hover_text(grid: GreeksGrid, ex: Expiries) -> np.ndarray:
     """Per grid point: expiry, days, strike, k and the option (call/put side)."""
     call_delta = greek_values(grid, "delta")
@@ -184,15 +201,10 @@ def greeks_figure(snapshot: QuoteSnapshot, result: CalibrationResult | None, *, 
     if greek not in GREEK_SPECS:
         raise ValueError(f"greek must be one of {tuple(GREEK_SPECS)}, got {greek!r}")
     spec = GREEK_SPECS[greek]
-    if not has_model(result):
-        return empty_figure("No fitted model: calibrate to see the greeks", theme=theme)
-    ex = fitted_expiries(snapshot, result)
-    if ex.m == 0:
-        return empty_figure("No expiries to show", theme=theme)
-    try:
-        grid, sd = greeks_of_fit(snapshot, result, ex, n=N_GRID, quoted=True)
-    except CalibrationError as exc:
-        return empty_figure(f"Greeks not available: {exc}", theme=theme)
+    fitted = _fitted_grid(snapshot, result, n=N_GRID, quoted=True, what="greeks", theme=theme)
+    if isinstance(fitted, go.Figure):
+        return fitted
+    ex, grid, sd = fitted
     value = greek_values(grid, greek)
     x = grid.k / sd[:, None]  # standardised moneyness
     if not np.isfinite(value).any():
@@ -259,15 +271,10 @@ def density_figure(snapshot: QuoteSnapshot, result: CalibrationResult | None, *,
     that the curves are bells on the log axis), over +/- :data:`DENSITY_N_SD` at-the-money standard deviations.
     Points where the density is negative (butterfly arbitrage) are marked in the violation colour.
     """
-    if not has_model(result):
-        return empty_figure("No fitted model: calibrate to see the risk-neutral density", theme=theme)
-    ex = fitted_expiries(snapshot, result)
-    if ex.m == 0:
-        return empty_figure("No expiries to show", theme=theme)
-    try:
-        grid, _ = greeks_of_fit(snapshot, result, ex, n=N_DENSITY, quoted=False)
-    except CalibrationError as exc:
-        return empty_figure(f"Density not available: {exc}", theme=theme)
+    fitted = _fitted_grid(snapshot, result, n=N_DENSITY, quoted=False, what="risk-neutral density", theme=theme)
+    if isinstance(fitted, go.Figure):
+        return fitted
+    ex, grid, _ = fitted
     c = PALETTE[theme]
     y = grid.density * grid.strike  # percent per 1 % of strike: 100 * q K * 0.01
     lo, hi = (0.25, 1.0) if theme == "dark" else (0.0, 0.8)  # keep every line visible on the background
